@@ -1,0 +1,130 @@
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyRequest,
+  LogController,
+} from 'fastify';
+import { type ErrorCode, isPushError, PushError, toErrorBody } from '../domain/errors.js';
+import { isValidUserId } from '../domain/ids.js';
+import type { Logger } from '../observability/logger.js';
+import { safeUrl } from '../observability/logger.js';
+import { getOrCreate } from '../util/maps.js';
+
+export const MAX_BODY_BYTES = 1024 * 1024;
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Set by the Basic-auth hook of server API routes. */
+    appId: string;
+    /** The body as received (routes that need more than JSON.parse gives, like exact big integers). */
+    rawBody: string | null;
+  }
+}
+
+const METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
+
+/** Fastify error codes that are the client's fault, mapped onto the registry. */
+const FASTIFY_CODES: Record<string, ErrorCode> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: 'payload_too_large',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'bad_request',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'bad_request',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'bad_request',
+  FST_ERR_VALIDATION: 'bad_request',
+};
+
+/**
+ * Builds the Fastify instance every route module registers on: one JSON parser (plain
+ * JSON.parse, so `__proto__` keys stay plain data), one error mapping to
+ * `{"error":{"code","message"}}`, 404 and 405 in the same shape.
+ */
+export function createHttpServer(log: Logger, headersTimeoutMs: number): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: log as FastifyBaseLogger,
+    // Request URLs may carry tokens: no per-request logs; errors are logged without the query.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: MAX_BODY_BYTES,
+    // User ids are up to 128 code points, percent-encoded in paths: up to 12 bytes each.
+    routerOptions: { maxParamLength: 2048 },
+    return503OnClosing: true,
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
+  });
+  app.server.headersTimeout = headersTimeoutMs;
+  app.server.requestTimeout = 0; // long-poll and SSE requests live long; headers are bounded above
+
+  app.decorateRequest('appId', '');
+  app.decorateRequest('rawBody', null);
+  app.removeAllContentTypeParsers();
+  // Any content type is read as JSON: `curl -d` without a header should just work.
+  app.addContentTypeParser('*', { parseAs: 'string', bodyLimit: MAX_BODY_BYTES }, (req, body, done) => {
+    req.rawBody = body as string;
+    if (body === '') return done(null, undefined);
+    try {
+      done(null, JSON.parse(body as string));
+    } catch {
+      done(new PushError('bad_request', 'body is not valid JSON') as unknown as FastifyError, undefined);
+    }
+  });
+
+  app.setErrorHandler((err: FastifyError | PushError, req, reply) => {
+    const pushErr = toPushError(err);
+    if (pushErr.code === 'internal') req.log.error({ err, url: safeUrl(req.url) }, 'request failed');
+    void reply.status(pushErr.spec.status).send(toErrorBody(pushErr));
+  });
+
+  // 405 for known paths with the wrong method, 404 otherwise.
+  const routes = new Map<string, Set<string>>();
+  app.addHook('onRoute', (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    const set = getOrCreate(routes, route.url, () => new Set<string>());
+    for (const m of methods) set.add(m);
+  });
+  app.setNotFoundHandler((req, reply) => {
+    void reply
+      .status(404)
+      .send(toErrorBody(new PushError('not_found', `no route ${req.method} ${safeUrl(req.url)}`)));
+  });
+  app.decorate('finishRoutes', () => {
+    for (const [url, methods] of [...routes]) {
+      const others = METHODS.filter((m) => !methods.has(m));
+      if (others.length === 0 || url === '*') continue;
+      app.route({
+        method: others,
+        url,
+        handler: async (req, reply) => {
+          void reply.header('allow', [...methods].join(', '));
+          return reply
+            .status(405)
+            .send(toErrorBody(new PushError('method_not_allowed', `${req.method} is not allowed here`)));
+        },
+      });
+    }
+  });
+  return app;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Adds the 405 routes; call once after every route module registered. */
+    finishRoutes(): void;
+  }
+}
+
+function toPushError(err: FastifyError | PushError): PushError {
+  if (isPushError(err)) return err;
+  const mapped = err.code ? FASTIFY_CODES[err.code] : undefined;
+  if (mapped) return new PushError(mapped, err.message);
+  if ((err as FastifyError).validation) return new PushError('bad_request', err.message);
+  const status = err.statusCode ?? 500;
+  if (status === 413) return new PushError('payload_too_large', err.message);
+  if (status >= 400 && status < 500) return new PushError('bad_request', err.message);
+  return new PushError('internal', 'internal error', { cause: err });
+}
+
+/** Reads a path parameter that must be a user id (percent-decoded by the router). */
+export function userParam(req: FastifyRequest): string {
+  const user = (req.params as { user?: string }).user;
+  if (user === undefined || !isValidUserId(user))
+    throw new PushError('bad_request', 'user: not a valid user id');
+  return user;
+}

@@ -1,0 +1,43 @@
+import type { FastifyInstance } from 'fastify';
+import type { Metrics } from '../../observability/metrics.js';
+
+export interface ReadinessCheck {
+  readonly name: string;
+  check(): Promise<void>;
+}
+
+/** /healthz (process alive), /readyz (backends reachable), /metrics (Prometheus). */
+export function registerOperationRoutes(
+  app: FastifyInstance,
+  deps: { metrics: Metrics; checks: readonly ReadinessCheck[]; isStopping: () => boolean },
+): void {
+  app.get('/healthz', async () => ({ status: 'ok' }));
+
+  app.get('/readyz', async (_req, reply) => {
+    const checks: Record<string, string> = {};
+    const failing: string[] = [];
+    await Promise.all(
+      deps.checks.map(async (c) => {
+        try {
+          await c.check();
+          checks[c.name] = 'ok';
+        } catch (err) {
+          checks[c.name] = (err as Error).message || 'unreachable';
+          failing.push(c.name);
+        }
+      }),
+    );
+    if (deps.isStopping()) failing.push('shutting down');
+    if (failing.length === 0) return { status: 'ready', checks };
+    return reply.status(503).send({
+      error: { code: 'unavailable', message: `not ready: ${failing.join(', ')}` },
+      status: 'unavailable',
+      checks,
+    });
+  });
+
+  app.get('/metrics', async (_req, reply) => {
+    const body = await deps.metrics.registry.metrics();
+    return reply.header('content-type', deps.metrics.registry.contentType).send(body);
+  });
+}

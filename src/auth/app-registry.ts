@@ -1,0 +1,122 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { AppBootstrap } from '../config.js';
+import { PushError } from '../domain/errors.js';
+import { isValidAppId } from '../domain/ids.js';
+import type { AppRecord, Store } from '../store/store.js';
+import {
+  importVerifyKey,
+  SUPPORTED_ALGS,
+  type TokenClaims,
+  type VerifyKey,
+  verifyClientToken,
+} from './tokens.js';
+
+/** How long a looked-up app is trusted before the store is asked again (rotation takes effect within it). */
+const CACHE_MS = 5_000;
+
+interface CachedApp {
+  readonly record: AppRecord | undefined;
+  readonly key: Promise<VerifyKey> | null;
+  readonly until: number;
+}
+
+/**
+ * Apps (tenants): lookup with a short cache, API secret checks, client token checks,
+ * creation and rotation. Secrets are kept as salted hashes; the HS256 JWT key is, by
+ * default, the secret itself, which the server has to hold to verify HMAC signatures.
+ */
+export class AppRegistry {
+  private readonly cache = new Map<string, CachedApp>();
+
+  constructor(private readonly store: Store) {}
+
+  async find(appId: string): Promise<AppRecord | undefined> {
+    return (await this.entry(appId)).record;
+  }
+
+  /** Checks `Authorization: Basic base64(app:secret)`. Wrong secret and unknown app look the same. */
+  async verifyBasic(header: string | undefined): Promise<string> {
+    const m = header ? /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header) : null;
+    if (!m) throw new PushError('unauthorized', 'Basic credentials required');
+    const decoded = Buffer.from(m[1]!, 'base64').toString('utf8');
+    const i = decoded.indexOf(':');
+    const appId = i > 0 ? decoded.slice(0, i) : '';
+    const secret = i > 0 ? decoded.slice(i + 1) : '';
+    const app = isValidAppId(appId) ? await this.find(appId) : undefined;
+    // Hash even for unknown apps so timing does not tell which app ids exist.
+    const actual = hashSecret(secret, app?.secretSalt ?? 'x');
+    const expected = app?.secretHash ?? actual;
+    if (!app || !timingSafeEqual(Buffer.from(actual), Buffer.from(expected))) {
+      throw new PushError('unauthorized', 'invalid credentials');
+    }
+    return appId;
+  }
+
+  /** Verifies a client token for an app; `unknown_app` when the app does not exist. */
+  async verifyToken(appId: string, token: string): Promise<TokenClaims> {
+    const entry = isValidAppId(appId) ? await this.entry(appId) : undefined;
+    if (!entry?.record || !entry.key)
+      throw new PushError('unknown_app', `unknown app "${appId.slice(0, 64)}"`);
+    return verifyClientToken(token, await entry.key, entry.record.jwtAlg);
+  }
+
+  /** Creates an app, or rotates its secret when it exists. Returns the new plain secret. */
+  async createOrRotate(appId: string, options: { secret?: string; jwtAlg?: string; jwtKey?: string } = {}) {
+    if (!isValidAppId(appId)) throw new PushError('bad_request', 'app id: 1..64 of [A-Za-z0-9._-]');
+    const jwtAlg = options.jwtAlg ?? 'HS256';
+    if (!(SUPPORTED_ALGS as readonly string[]).includes(jwtAlg)) {
+      throw new PushError('bad_request', `jwt alg must be one of ${SUPPORTED_ALGS.join(', ')}`);
+    }
+    if (!jwtAlg.startsWith('HS') && !options.jwtKey)
+      throw new PushError('bad_request', `${jwtAlg} needs a public key`);
+    const secret = options.secret ?? randomBytes(32).toString('base64url');
+    const salt = randomBytes(16).toString('base64url');
+    const now = Date.now();
+    const existing = await this.store.getApp(appId);
+    const record: AppRecord = {
+      appId,
+      secretHash: hashSecret(secret, salt),
+      secretSalt: salt,
+      jwtAlg,
+      jwtKey: options.jwtKey ?? secret,
+      createdAt: existing?.createdAt ?? now,
+      updatedAt: now,
+    };
+    await this.store.saveApp(record);
+    this.cache.delete(appId);
+    return { appId, secret, created: !existing };
+  }
+
+  /** PUSH_APPS: config is the source of truth for these apps' secrets. */
+  async bootstrap(apps: readonly AppBootstrap[]): Promise<void> {
+    for (const { appId, secret } of apps) {
+      const existing = await this.store.getApp(appId);
+      if (
+        existing &&
+        existing.secretHash === hashSecret(secret, existing.secretSalt) &&
+        existing.jwtKey === secret
+      ) {
+        continue;
+      }
+      await this.createOrRotate(appId, { secret });
+    }
+  }
+
+  private async entry(appId: string): Promise<CachedApp> {
+    const now = Date.now();
+    const cached = this.cache.get(appId);
+    if (cached && cached.until > now) return cached;
+    const record = await this.store.getApp(appId);
+    const key = record ? importVerifyKey(record.jwtAlg, record.jwtKey) : null;
+    key?.catch(() => {}); // a bad stored key surfaces on use, not as an unhandled rejection
+    const entry = { record, key, until: now + CACHE_MS };
+    // Unknown ids are cached too (bounded) so a flood of bogus app ids cannot hammer the store.
+    if (this.cache.size > 10_000) this.cache.clear();
+    this.cache.set(appId, entry);
+    return entry;
+  }
+}
+
+function hashSecret(secret: string, salt: string): string {
+  return createHash('sha256').update(salt).update('\0').update(secret).digest('base64url');
+}

@@ -1,0 +1,720 @@
+/**
+ * `npm run bench` / `message-push bench`: starts the servers under test (message-push, and the
+ * raw `ws` and Socket.IO peers for idle and broadcast), drives them from client worker
+ * processes (≤ 15k sockets each, spread over 127.0.0.x source addresses), and prints one
+ * markdown table per scenario (also written as JSON under bench/results/). Every phase has a
+ * deadline: a run always ends by itself.
+ */
+import { type ChildProcess, fork, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { dropMysqlDatabase } from '../store/mysql-store.js';
+import type { PeerStats } from './peer.js';
+import { publishBodies, queueKind } from './queue-publishers.js';
+import type { PeerKind, WorkerCommand, WorkerReport } from './worker.js';
+
+const HERE = fileURLToPath(new URL('.', import.meta.url));
+const CLI = join(HERE, '..', 'cli.js');
+const MAX_SOCKETS_PER_WORKER = 15_000;
+const APP = 'bench';
+const SECRET = randomBytes(16).toString('hex');
+const CLK_TCK = 100;
+
+export interface BenchOptions {
+  quick: boolean;
+  connections: number[];
+  scenarios: string[];
+  peers: boolean;
+  target: string | null;
+  app: string;
+  secret: string;
+  sourceAddresses: number;
+  out: string;
+  /**
+   * Server processes: > 1 runs message-push as `start --workers N` (on `dbUrl`, a MySQL server
+   * URL — the bench creates and drops its own database — and `busUrl`) and the raw ws floor
+   * sharded the same way. Socket.IO has no sharded peer here (it would need an adapter).
+   */
+  shards: number;
+  dbUrl: string;
+  busUrl: string;
+  /** Brokers for the queue-ingest scenario. */
+  queueUrls: string[];
+}
+
+interface Row {
+  scenario: string;
+  server: string;
+  connections: number;
+  [metric: string]: string | number;
+}
+
+// ---------- processes under test ----------
+
+interface Target {
+  name: string;
+  kind: PeerKind;
+  url: string;
+  pid: number | null;
+  broadcast(): Promise<number>;
+  loop(): Promise<{ p99: number; max: number; heap: number }>;
+  resetLoop(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** CPU time and RSS of a process and its children (the workers of a sharded server). */
+function procStats(pid: number): { cpuMs: number; rss: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  let cpuMs = ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
+  let rss = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
+  const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
+  for (const child of children ? children.split(' ').map(Number) : []) {
+    try {
+      const c = procStats(child);
+      cpuMs += c.cpuMs;
+      rss += c.rss;
+    } catch {} // exited meanwhile
+  }
+  return { cpuMs, rss };
+}
+
+const agent = new Agent({ keepAlive: true, maxSockets: 64 });
+
+function httpJson(
+  url: string,
+  method: string,
+  body: unknown,
+  auth: string,
+): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const data = body === undefined ? undefined : JSON.stringify(body);
+    const req = request(
+      url,
+      { method, agent, headers: { authorization: auth, 'content-type': 'application/json' } },
+      (res) => {
+        let text = '';
+        res.on('data', (c) => (text += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+      },
+    );
+    req.on('error', reject);
+    req.end(data);
+  });
+}
+
+function payload(): { t: number; pad: string } {
+  return { t: Date.now(), pad: 'x'.repeat(160) }; // ≈ 200 bytes on the wire with framing fields
+}
+
+async function startPush(options: BenchOptions, extraEnv: Record<string, string> = {}): Promise<Target> {
+  if (options.target) return remoteTarget(options);
+  const dir = mkdtempSync(join(tmpdir(), 'mp-bench-'));
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  const sharded = options.shards > 1;
+  const dbUrl = sharded ? benchDatabase(options.dbUrl) : '';
+  const child = spawn(process.execPath, [CLI, 'start'], {
+    env: {
+      ...process.env,
+      PUSH_APPS: `${APP}:${SECRET}`,
+      PUSH_DATA_DIR: dir,
+      PUSH_PORT: String(port),
+      PUSH_HOST: '127.0.0.1',
+      PUSH_HANDSHAKES_PER_SECOND: '0',
+      // Info in a sharded run: each worker's "listening" line tells when all are up.
+      PUSH_LOG_LEVEL: sharded ? 'info' : 'warn',
+      PUSH_RESEND_MS: '60s',
+      ...(sharded
+        ? { PUSH_WORKERS: String(options.shards), PUSH_DB_URL: dbUrl, PUSH_BUS_URL: options.busUrl }
+        : {}),
+      ...extraEnv,
+    },
+    stdio: ['ignore', sharded ? 'pipe' : 'ignore', 'inherit'],
+  });
+  let listening = 0;
+  child.stdout?.on('data', (c: Buffer) => {
+    listening += (c.toString().match(/"message-push listening"/g) ?? []).length;
+  });
+  const base = `http://127.0.0.1:${port}`;
+  await waitFor(
+    async () =>
+      (!sharded || listening >= options.shards) &&
+      (await httpJson(`${base}/healthz`, 'GET', undefined, '').catch(() => null))?.status === 200,
+    60_000,
+  );
+  const t = pushTarget(base, child.pid!, APP, SECRET);
+  return {
+    ...t,
+    // /metrics answers for whichever worker took the request: heap is not the cluster's.
+    ...(sharded
+      ? {
+          name: `message-push ×${options.shards}`,
+          loop: async () => ({ ...(await t.loop()), heap: Number.NaN }),
+        }
+      : {}),
+    async stop() {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+      rmSync(dir, { recursive: true, force: true });
+      if (sharded) await dropMysqlDatabase(dbUrl);
+    },
+  };
+}
+
+/** A database of its own on the given MySQL server, so runs never see each other's rows. */
+function benchDatabase(serverUrl: string): string {
+  if (!/^(mysql|mariadb):\/\//.test(serverUrl)) {
+    throw new Error('--shards > 1 needs --db-url mysql://… (SQLite serves one process only)');
+  }
+  const u = new URL(serverUrl);
+  u.pathname = `/mp_bench_${randomBytes(4).toString('hex')}`;
+  return u.toString();
+}
+
+function remoteTarget(options: BenchOptions): Target {
+  return {
+    ...pushTarget(options.target!.replace(/\/$/, ''), null, options.app, options.secret),
+    stop: async () => {},
+  };
+}
+
+function pushTarget(base: string, pid: number | null, app: string, secret: string): Omit<Target, 'stop'> {
+  const auth = `Basic ${Buffer.from(`${app}:${secret}`).toString('base64')}`;
+  const scrape = async () => {
+    const text = (await httpJson(`${base}/metrics`, 'GET', undefined, '')).text;
+    const metric = (name: string) =>
+      Number(new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`, 'm').exec(text)?.[1] ?? Number.NaN);
+    return {
+      p99: metric('push_process_nodejs_eventloop_lag_p99_seconds') * 1000,
+      max: metric('push_process_nodejs_eventloop_lag_max_seconds') * 1000,
+      heap: metric('push_process_nodejs_heap_size_used_bytes'),
+    };
+  };
+  return {
+    name: 'message-push',
+    kind: 'push',
+    url: `${base.replace(/^http/, 'ws')}/v1/ws`,
+    pid,
+    async broadcast() {
+      const t0 = Date.now();
+      const res = await httpJson(`${base}/v1/push`, 'POST', { to: { all: true }, data: payload() }, auth);
+      if (res.status !== 202) throw new Error(`broadcast refused: ${res.status} ${res.text}`);
+      return t0;
+    },
+    loop: scrape,
+    resetLoop: async () => void (await scrape()), // prom-client resets the lag histogram on each scrape
+  };
+}
+
+async function startPeer(kind: 'ws' | 'socketio', shards = 1): Promise<Target> {
+  const child = fork(join(HERE, 'peer.js'), [kind, String(shards)], {
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
+  const port = await new Promise<number>((resolve) =>
+    child.once('message', (m: { port: number }) => resolve(m.port)),
+  );
+  const ask = <T>(cmd: object, reply: string) =>
+    new Promise<T>((resolve) => {
+      const on = (m: { op: string; stats?: PeerStats }) => {
+        if (m.op === reply) {
+          child.off('message', on);
+          resolve(m as T);
+        }
+      };
+      child.on('message', on);
+      child.send(cmd);
+    });
+  return {
+    name: (kind === 'ws' ? 'raw ws' : 'Socket.IO') + (shards > 1 ? ` ×${shards}` : ''),
+    kind,
+    url: kind === 'ws' ? `ws://127.0.0.1:${port}` : `http://127.0.0.1:${port}`,
+    pid: child.pid!,
+    async broadcast() {
+      const p = payload();
+      child.send({ op: 'broadcast', payload: JSON.stringify(p) });
+      return p.t;
+    },
+    async loop() {
+      const { stats } = await ask<{ stats: PeerStats }>({ op: 'stats' }, 'stats');
+      return { p99: stats.loopP99Ms, max: stats.loopMaxMs, heap: stats.heapUsed };
+    },
+    async resetLoop() {
+      child.send({ op: 'reset-stats' });
+    },
+    async stop() {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+    },
+  };
+}
+
+// ---------- client workers ----------
+
+class Workers {
+  private readonly procs: ChildProcess[] = [];
+
+  constructor(count: number) {
+    for (let i = 0; i < count; i++) {
+      this.procs.push(fork(join(HERE, 'worker.js'), [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }));
+    }
+  }
+
+  private all<T extends WorkerReport>(
+    cmd: (i: number) => WorkerCommand,
+    reply: T['op'],
+    onOther?: (r: WorkerReport, worker: number) => void,
+  ) {
+    return Promise.all(
+      this.procs.map(
+        (p, i) =>
+          new Promise<T>((resolve) => {
+            const on = (m: WorkerReport) => {
+              if (m.op === reply) {
+                p.off('message', on);
+                resolve(m as T);
+              } else onOther?.(m, i);
+            };
+            p.on('message', on);
+            p.send(cmd(i));
+          }),
+      ),
+    );
+  }
+
+  async connect(target: Target, total: number, options: BenchOptions, ack = false) {
+    const per = Math.ceil(total / this.procs.length);
+    const addresses = Array.from({ length: options.sourceAddresses }, (_, i) => `127.0.0.${i + 1}`);
+    const progress = new Map<number, number>();
+    let lastPrint = 0;
+    const started = Date.now();
+    const reports = await this.all<Extract<WorkerReport, { op: 'connected' }>>(
+      (i) => ({
+        op: 'connect',
+        kind: target.kind,
+        url: target.url,
+        first: i * per,
+        count: Math.max(0, Math.min(per, total - i * per)),
+        localAddresses: addresses,
+        app: options.target ? options.app : APP,
+        secret: options.target ? options.secret : SECRET,
+        concurrency: 64,
+        ack,
+      }),
+      'connected',
+      (r, worker) => {
+        if (r.op !== 'progress') return;
+        progress.set(worker, r.open);
+        const now = Date.now();
+        if (now - lastPrint > 1000) {
+          lastPrint = now;
+          process.stderr.write(
+            `\r  connecting to ${target.name}: ${[...progress.values()].reduce((a, b) => a + b, 0)}/${total}   `,
+          );
+        }
+      },
+    );
+    const open = reports.reduce((n, r) => n + r.open, 0);
+    const failed = reports.reduce((n, r) => n + r.failed, 0);
+    const seconds = (Date.now() - started) / 1000;
+    process.stderr.write(
+      `\r  connected to ${target.name}: ${open}/${total} in ${seconds.toFixed(1)} s${failed ? `, ${failed} failed` : ''}\n`,
+    );
+    return { open, failed, rate: open / seconds };
+  }
+
+  reset(): void {
+    for (const p of this.procs) p.send({ op: 'reset' } satisfies WorkerCommand);
+  }
+
+  async collect() {
+    const reports = await this.all<Extract<WorkerReport, { op: 'collected' }>>(
+      () => ({ op: 'collect' }),
+      'collected',
+    );
+    return {
+      latencies: reports.flatMap((r) => r.latencies),
+      received: reports.reduce((n, r) => n + r.received, 0),
+      lastAt: Math.max(...reports.map((r) => r.lastAt)),
+    };
+  }
+
+  async close(): Promise<void> {
+    await Promise.race([this.all(() => ({ op: 'close' }), 'closed'), sleep(5000)]);
+    for (const p of this.procs) p.kill();
+  }
+}
+
+// ---------- scenarios ----------
+
+async function idleAndBroadcast(
+  target: Target,
+  n: number,
+  options: BenchOptions,
+  rows: Row[],
+): Promise<void> {
+  const workers = new Workers(Math.max(2, Math.ceil(n / MAX_SOCKETS_PER_WORKER)));
+  try {
+    await sleep(500);
+    const before = target.pid ? procStats(target.pid) : null;
+    const heapBefore = (await target.loop()).heap;
+    const conn = await workers.connect(target, n, options);
+    await sleep(2000); // let allocation settle
+    await target.resetLoop();
+    const idleStart = target.pid ? procStats(target.pid) : null;
+    const idleMs = options.quick ? 10_000 : 20_000;
+    await sleep(idleMs);
+    const idleEnd = target.pid ? procStats(target.pid) : null;
+    const loop = await target.loop();
+    const perConn = before && idleEnd ? (idleEnd.rss - before.rss) / conn.open : Number.NaN;
+    rows.push({
+      scenario: 'idle',
+      server: target.name,
+      connections: conn.open,
+      'connect/s': Math.round(conn.rate),
+      'RSS/conn KiB': round(perConn / 1024, 2),
+      'heap/conn KiB': round((loop.heap - heapBefore) / conn.open / 1024, 2),
+      'idle CPU %':
+        idleStart && idleEnd ? round(((idleEnd.cpuMs - idleStart.cpuMs) / idleMs) * 100, 2) : Number.NaN,
+      'loop p99 ms': round(loop.p99, 1),
+      'loop max ms': round(loop.max, 1),
+    });
+
+    const runs: { last: number; p50: number; p99: number; cpu: number }[] = [];
+    for (let r = 0; r < (options.quick ? 3 : 5); r++) {
+      workers.reset();
+      await sleep(200);
+      const cpu0 = target.pid ? procStats(target.pid).cpuMs : Number.NaN;
+      const t0 = await target.broadcast();
+      const got = await waitFor(async () => {
+        const c = await workers.collect();
+        return c.received >= conn.open ? c : null;
+      }, 30_000);
+      const cpu1 = target.pid ? procStats(target.pid).cpuMs : Number.NaN;
+      const sorted = got.latencies.sort((a, b) => a - b);
+      runs.push({
+        last: got.lastAt - t0,
+        p50: pct(sorted, 50),
+        p99: pct(sorted, 99),
+        cpu: ((cpu1 - cpu0) * 1000) / conn.open,
+      });
+      await sleep(300);
+    }
+    rows.push({
+      scenario: 'broadcast',
+      server: target.name,
+      connections: conn.open,
+      'to last client ms': median(runs.map((r) => r.last)),
+      'p50 ms': median(runs.map((r) => r.p50)),
+      'p99 ms': median(runs.map((r) => r.p99)),
+      'CPU µs/delivery': round(median(runs.map((r) => r.cpu)), 2),
+    });
+  } finally {
+    await workers.close();
+  }
+}
+
+/** Pushes at fixed rates to random connected users through the HTTP API; latency is ingest → client. */
+async function direct(options: BenchOptions, rows: Row[]): Promise<void> {
+  const users = options.quick ? 5000 : 10_000;
+  const target = await startPush(options);
+  const workers = new Workers(2);
+  try {
+    const conn = await workers.connect(target, users, options, true);
+    const base = target.url.replace(/^ws/, 'http').replace(/\/v1\/ws$/, '');
+    const auth = `Basic ${Buffer.from(`${options.target ? options.app : APP}:${options.target ? options.secret : SECRET}`).toString('base64')}`;
+    const rates = options.quick ? [1000, 2500, 5000] : [1000, 2500, 5000, 7500, 10_000];
+    const stepMs = options.quick ? 4000 : 8000;
+    let held10 = 0;
+    let held50 = 0;
+    for (const rate of rates) {
+      workers.reset();
+      await sleep(300);
+      const sent = await pace(rate, stepMs, () =>
+        httpJson(
+          `${base}/v1/push`,
+          'POST',
+          { to: { users: [`u${Math.floor(Math.random() * conn.open)}`] }, data: payload() },
+          auth,
+        ),
+      );
+      await sleep(1000);
+      const got = await workers.collect();
+      const sorted = got.latencies.sort((a, b) => a - b);
+      const row: Row = {
+        scenario: 'direct',
+        server: 'message-push',
+        connections: conn.open,
+        'rate msg/s': rate,
+        'achieved msg/s': Math.round(sent.ok / (stepMs / 1000)),
+        'p50 ms': pct(sorted, 50),
+        'p99 ms': pct(sorted, 99),
+        'max ms': sorted[sorted.length - 1] ?? Number.NaN,
+        delivered: `${got.received}/${sent.ok}`,
+      };
+      rows.push(row);
+      const ok = got.received >= sent.ok * 0.999 && sent.ok >= rate * (stepMs / 1000) * 0.95;
+      if (ok && pct(sorted, 99) < 10) held10 = rate;
+      if (ok && pct(sorted, 99) < 50) held50 = rate;
+      if (!ok || pct(sorted, 99) > 200) break;
+    }
+    rows.push({
+      scenario: 'direct',
+      server: 'message-push',
+      connections: conn.open,
+      'held at p99<10ms': held10,
+      'held at p99<50ms': held50,
+    });
+  } finally {
+    await workers.close();
+    await target.stop();
+  }
+}
+
+/** `/v1/push/batch` with 1000 durable messages per request, a few requests in flight. */
+async function batchIngest(options: BenchOptions, rows: Row[]): Promise<void> {
+  const target = await startPush(options);
+  try {
+    const base = target.url.replace(/^ws/, 'http').replace(/\/v1\/ws$/, '');
+    const auth = `Basic ${Buffer.from(`${options.target ? options.app : APP}:${options.target ? options.secret : SECRET}`).toString('base64')}`;
+    const batches = options.quick ? 40 : 100;
+    const body = () => ({
+      messages: Array.from({ length: 1000 }, () => ({
+        to: { users: [`u${Math.floor(Math.random() * 10_000)}`] },
+        data: payload(),
+      })),
+    });
+    let next = 0;
+    const started = Date.now();
+    await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        while (next++ < batches) {
+          const res = await httpJson(`${base}/v1/push/batch`, 'POST', body(), auth);
+          if (res.status !== 200) throw new Error(`batch refused: ${res.status}`);
+        }
+      }),
+    );
+    const seconds = (Date.now() - started) / 1000;
+    rows.push({
+      scenario: 'batch-ingest',
+      server: 'message-push',
+      connections: 0,
+      'durable msg/s': Math.round((batches * 1000) / seconds),
+    });
+  } finally {
+    await target.stop();
+  }
+}
+
+/**
+ * Queue ingress, per broker: 100 connected users; messages published to the broker while the
+ * server consumes; throughput is messages persisted and pushed (received by the clients) per
+ * second from the first publish to the last arrival. Brokers not reachable are skipped.
+ */
+async function queueIngest(options: BenchOptions, rows: Row[]): Promise<void> {
+  const users = 100;
+  const total = options.quick ? 10_000 : 30_000;
+  const app = options.target ? options.app : APP;
+  for (const url of options.queueUrls) {
+    const kind = queueKind(url);
+    process.stderr.write(`  ${kind}: ${url.replace(/\/\/[^@/]*@/, '//')}\n`);
+    let target: Target;
+    try {
+      target = await startPush(options, { PUSH_QUEUE_URL: url, PUSH_QUEUE_PREFETCH: '256' });
+    } catch (err) {
+      process.stderr.write(`  ${kind}: not reachable, skipped (${(err as Error).message})\n`);
+      continue;
+    }
+    const workers = new Workers(1);
+    try {
+      const conn = await workers.connect(target, users, options, true);
+      workers.reset();
+      const bodies = Array.from({ length: total }, (_, i) =>
+        JSON.stringify({ app, to: { users: [`u${i % users}`] }, data: payload() }),
+      );
+      const started = Date.now();
+      await publishBodies(url, bodies);
+      const published = Date.now();
+      const got = await waitFor(async () => {
+        const c = await workers.collect();
+        return c.received >= total ? c : null;
+      }, 120_000);
+      const sorted = got.latencies.sort((a, b) => a - b);
+      rows.push({
+        scenario: 'queue-ingest',
+        server: `message-push ← ${kind}`,
+        connections: conn.open,
+        messages: total,
+        'publish msg/s': Math.round(total / ((published - started) / 1000)),
+        'persisted + pushed msg/s': Math.round(total / ((got.lastAt - started) / 1000)),
+        'p50 ms': pct(sorted, 50),
+        'p99 ms': pct(sorted, 99),
+      });
+    } finally {
+      await workers.close();
+      await target.stop();
+    }
+  }
+}
+
+/** Clients ack every message; how many acks per second the status writer absorbs. */
+async function acks(options: BenchOptions, rows: Row[]): Promise<void> {
+  const target = await startPush(options);
+  const workers = new Workers(2);
+  try {
+    const users = 2000;
+    const conn = await workers.connect(target, users, options, true);
+    const base = target.url.replace(/^ws/, 'http').replace(/\/v1\/ws$/, '');
+    const auth = `Basic ${Buffer.from(`${options.target ? options.app : APP}:${options.target ? options.secret : SECRET}`).toString('base64')}`;
+    const scrapeAcks = async () =>
+      Number(
+        /^push_acks_total ([0-9.e+]+)$/m.exec(
+          (await httpJson(`${base}/metrics`, 'GET', undefined, '')).text,
+        )?.[1] ?? 0,
+      );
+    const total = options.quick ? 20_000 : 50_000;
+    const a0 = await scrapeAcks();
+    const started = Date.now();
+    for (let i = 0; i < total; i += 1000) {
+      const messages = Array.from({ length: 1000 }, (_, k) => ({
+        to: { users: [`u${(i + k) % conn.open}`] },
+        data: payload(),
+      }));
+      await httpJson(`${base}/v1/push/batch`, 'POST', { messages }, auth);
+    }
+    await waitFor(async () => (await scrapeAcks()) - a0 >= total, 60_000);
+    const seconds = (Date.now() - started) / 1000;
+    rows.push({
+      scenario: 'ack',
+      server: 'message-push',
+      connections: conn.open,
+      'acked msg/s': Math.round(total / seconds),
+    });
+  } finally {
+    await workers.close();
+    await target.stop();
+  }
+}
+
+// ---------- helpers ----------
+
+async function pace(rate: number, ms: number, send: () => Promise<{ status: number }>) {
+  let ok = 0;
+  const tick = 10;
+  // Paced by the clock, not by tick count: timers fire late under load, and counting ticks
+  // silently offered less than `rate` (the old 1000/s step sent about 830/s).
+  const start = Date.now();
+  const end = start + ms;
+  let offered = 0;
+  const inflight: Promise<void>[] = [];
+  for (let now = start; now < end; now = Date.now()) {
+    const due = Math.floor(((now - start) * rate) / 1000);
+    for (; offered < due; offered++) {
+      inflight.push(
+        send().then(
+          (r) => void (r.status === 202 && ok++),
+          () => undefined,
+        ),
+      );
+    }
+    await sleep(tick);
+  }
+  await Promise.all(inflight);
+  return { ok };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const round = (v: number, digits: number) => Math.round(v * 10 ** digits) / 10 ** digits;
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? Number.NaN;
+};
+const pct = (sorted: number[], p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] ?? Number.NaN;
+
+async function waitFor<T>(check: () => Promise<T | null | false>, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`bench step timed out after ${timeoutMs} ms`);
+    await sleep(50);
+  }
+}
+
+function table(rows: Row[]): string {
+  const out: string[] = [];
+  for (const scenario of [...new Set(rows.map((r) => r.scenario))]) {
+    const rs = rows.filter((r) => r.scenario === scenario);
+    const cols = [...new Set(rs.flatMap((r) => Object.keys(r)))].filter((c) => c !== 'scenario');
+    out.push(`\n### ${scenario}\n`, `| ${cols.join(' | ')} |`, `| ${cols.map(() => '---').join(' | ')} |`);
+    for (const r of rs) out.push(`| ${cols.map((c) => r[c] ?? '').join(' | ')} |`);
+    // Ratios against the raw ws floor at the same connection count.
+    if (scenario === 'idle' || scenario === 'broadcast') {
+      const keys =
+        scenario === 'idle' ? ['RSS/conn KiB', 'loop p99 ms'] : ['to last client ms', 'CPU µs/delivery'];
+      for (const r of rs.filter((x) => x.server === 'message-push')) {
+        for (const peer of ['raw ws', 'Socket.IO']) {
+          const p = rs.find((x) => x.server === peer && x.connections === r.connections);
+          if (!p) continue;
+          out.push(
+            `\n${scenario} @ ${r.connections}: message-push / ${peer}: ${keys.map((k) => `${k} ${round(Number(r[k]) / Number(p[k]), 2)}×`).join(', ')}`,
+          );
+        }
+      }
+    }
+  }
+  return out.join('\n');
+}
+
+export async function runBench(options: BenchOptions): Promise<void> {
+  const rows: Row[] = [];
+  const started = new Date();
+  const header = [
+    `# message-push bench, ${started.toISOString()}`,
+    `machine: ${cpus().length}× ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}, ${options.quick ? 'quick' : 'full'} run`,
+    `target: ${options.target ?? (options.shards > 1 ? `local message-push, ${options.shards} worker processes (MySQL, bus ${options.busUrl.split(':')[0]})` : 'local message-push (SQLite, in-process bus)')}; client workers ≤ ${MAX_SOCKETS_PER_WORKER} sockets each over ${options.sourceAddresses} source addresses`,
+  ].join('\n');
+  process.stderr.write(`${header}\n`);
+  for (const n of options.connections) {
+    if (options.scenarios.includes('idle') || options.scenarios.includes('broadcast')) {
+      const peers: ('ws' | 'socketio')[] = options.shards > 1 ? ['ws'] : ['ws', 'socketio'];
+      const kinds: ('push' | 'ws' | 'socketio')[] =
+        options.peers && !options.target ? ['push', ...peers] : ['push'];
+      for (const kind of kinds) {
+        process.stderr.write(`- idle + broadcast, ${n} connections, ${kind}\n`);
+        const target = kind === 'push' ? await startPush(options) : await startPeer(kind, options.shards);
+        try {
+          await idleAndBroadcast(target, n, options, rows);
+        } finally {
+          await target.stop();
+        }
+      }
+    }
+  }
+  if (options.scenarios.includes('direct')) {
+    process.stderr.write('- direct\n');
+    await direct(options, rows);
+  }
+  if (options.scenarios.includes('batch')) {
+    process.stderr.write('- batch-ingest\n');
+    await batchIngest(options, rows);
+  }
+  if (options.scenarios.includes('queue')) {
+    process.stderr.write('- queue-ingest\n');
+    await queueIngest(options, rows);
+  }
+  if (options.scenarios.includes('ack')) {
+    process.stderr.write('- ack\n');
+    await acks(options, rows);
+  }
+  const text = `${header}\n${table(rows)}\n`;
+  console.log(text);
+  mkdirSync(options.out, { recursive: true });
+  const file = join(options.out, `bench-${started.toISOString().replace(/[:.]/g, '-')}.json`);
+  writeFileSync(file, JSON.stringify({ started, options: { ...options, secret: undefined }, rows }, null, 2));
+  process.stderr.write(`results: ${file}\n`);
+}

@@ -1,0 +1,172 @@
+/**
+ * A load-generator worker (a child process of the bench orchestrator): opens up to ~15k
+ * client sockets, spread over loopback source addresses, and reports what they receive.
+ * Commands arrive over IPC; every run is bounded by the orchestrator's deadlines.
+ */
+import WebSocket from 'ws';
+import { signClientToken } from '../auth/tokens.js';
+
+export type PeerKind = 'push' | 'ws' | 'socketio';
+
+export type WorkerCommand =
+  | {
+      op: 'connect';
+      kind: PeerKind;
+      url: string;
+      /** Index of this worker's first client: user ids are `u<index>`. */
+      first: number;
+      count: number;
+      /** Source addresses to spread sockets over (127.0.0.x). */
+      localAddresses: string[];
+      app?: string;
+      secret?: string;
+      /** Connections opened at once; each ack'ed open starts the next. */
+      concurrency: number;
+      /** Ack every message (our server only). */
+      ack?: boolean;
+    }
+  | { op: 'reset' }
+  | { op: 'collect' }
+  | { op: 'close' };
+
+export type WorkerReport =
+  | { op: 'progress'; open: number; failed: number }
+  | { op: 'connected'; open: number; failed: number; ms: number }
+  | { op: 'collected'; latencies: number[]; received: number; lastAt: number }
+  | { op: 'closed' };
+
+interface Client {
+  send(data: string): void;
+  close(): void;
+}
+
+const clients: Client[] = [];
+let latencies: number[] = [];
+let received = 0;
+let lastAt = 0;
+
+function report(r: WorkerReport): void {
+  process.send?.(r);
+}
+
+/** Every message payload carries `t` (ms, sender clock; same machine) to measure latency. */
+function onPayload(data: unknown, now: number): void {
+  const t = (data as { t?: number } | null)?.t;
+  if (typeof t === 'number') latencies.push(now - t);
+  received++;
+  lastAt = now;
+}
+
+function onPushFrame(ws: WebSocket, text: string, ack: boolean): void {
+  const now = Date.now();
+  const parsed = JSON.parse(text);
+  const frames = Array.isArray(parsed) ? parsed : [parsed];
+  let maxSeq = 0;
+  for (const f of frames) {
+    if (f.op !== 'message') continue;
+    onPayload(f.data, now);
+    if (f.seq > maxSeq) maxSeq = f.seq;
+  }
+  if (ack && maxSeq > 0) ws.send(`{"op":"ack","seq":${maxSeq}}`);
+}
+
+async function openPush(cmd: Extract<WorkerCommand, { op: 'connect' }>, i: number): Promise<Client> {
+  const user = `u${cmd.first + i}`;
+  const token = await signClientToken({
+    secret: cmd.secret!,
+    userId: user,
+    ttlSeconds: 3600,
+    platform: 'bench',
+  });
+  const ws = new WebSocket(`${cmd.url}?app=${cmd.app}&token=${token}`, {
+    localAddress: cmd.localAddresses[i % cmd.localAddresses.length],
+    perMessageDeflate: false,
+  });
+  return new Promise((resolve, reject) => {
+    ws.once('error', reject);
+    ws.on('message', (d) => {
+      const text = d.toString();
+      if (text.startsWith('{"op":"welcome"')) resolve(ws);
+      else onPushFrame(ws, text, cmd.ack === true);
+    });
+  });
+}
+
+async function openWs(cmd: Extract<WorkerCommand, { op: 'connect' }>, i: number): Promise<Client> {
+  const ws = new WebSocket(cmd.url, {
+    localAddress: cmd.localAddresses[i % cmd.localAddresses.length],
+    perMessageDeflate: false,
+  });
+  return new Promise((resolve, reject) => {
+    ws.once('error', reject);
+    ws.once('open', () => resolve(ws));
+    ws.on('message', (d) => onPayload(JSON.parse(d.toString()), Date.now()));
+  });
+}
+
+async function openSocketIo(cmd: Extract<WorkerCommand, { op: 'connect' }>, i: number): Promise<Client> {
+  const { io } = await import('socket.io-client');
+  const socket = io(cmd.url, {
+    transports: ['websocket'],
+    reconnection: false,
+    forceNew: true,
+    // engine.io-client hands these to `ws` in Node.
+    localAddress: cmd.localAddresses[i % cmd.localAddresses.length],
+  } as Parameters<typeof io>[1]);
+  return new Promise((resolve, reject) => {
+    socket.once('connect_error', reject);
+    socket.once('connect', () =>
+      resolve({ send: (d) => socket.emit('m', d), close: () => socket.disconnect() }),
+    );
+    socket.on('m', (data: unknown) => onPayload(data, Date.now()));
+  });
+}
+
+async function connect(cmd: Extract<WorkerCommand, { op: 'connect' }>): Promise<void> {
+  const started = Date.now();
+  const open = cmd.kind === 'push' ? openPush : cmd.kind === 'ws' ? openWs : openSocketIo;
+  let next = 0;
+  let failed = 0;
+  let lastProgress = 0;
+  const lane = async () => {
+    while (next < cmd.count) {
+      const i = next++;
+      try {
+        clients.push(await open(cmd, i));
+      } catch {
+        failed++;
+      }
+      const now = Date.now();
+      if (now - lastProgress > 500) {
+        lastProgress = now;
+        report({ op: 'progress', open: clients.length, failed });
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(cmd.concurrency, cmd.count) }, lane));
+  report({ op: 'connected', open: clients.length, failed, ms: Date.now() - started });
+}
+
+process.on('message', (cmd: WorkerCommand) => {
+  switch (cmd.op) {
+    case 'connect':
+      void connect(cmd);
+      return;
+    case 'reset':
+      latencies = [];
+      received = 0;
+      lastAt = 0;
+      return;
+    case 'collect':
+      report({ op: 'collected', latencies, received, lastAt });
+      return;
+    case 'close':
+      for (const c of clients) c.close();
+      report({ op: 'closed' });
+      setTimeout(() => process.exit(0), 200).unref();
+      return;
+  }
+});
+
+// The orchestrator going away ends the worker too: a run always stops itself.
+process.on('disconnect', () => process.exit(0));

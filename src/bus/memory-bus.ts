@@ -1,0 +1,20 @@
+import type { Bus, Envelope } from './bus.js';
+
+/** The single-node bus: hands envelopes straight to this process's hub, synchronously, in order. */
+export class MemoryBus implements Bus {
+  private readonly handlers: ((envelope: Envelope) => void)[] = [];
+
+  publish(envelope: Envelope): void {
+    for (const h of this.handlers) h(envelope);
+  }
+
+  subscribe(handler: (envelope: Envelope) => void): void {
+    this.handlers.push(handler);
+  }
+
+  async ready(): Promise<void> {}
+
+  async close(): Promise<void> {
+    this.handlers.length = 0;
+  }
+}

@@ -1,0 +1,72 @@
+import type { Logger } from '../observability/logger.js';
+import { GroupCommit } from '../store/group-commit.js';
+import type { DeliveryUpdate, Store } from '../store/store.js';
+
+/** How long a status write may wait for others to share its transaction. */
+const STATUS_WINDOW_MS = 5;
+
+/**
+ * Delivery status writes (sent, acked) batched into group commits. Reads that must see
+ * every ack received so far call `flush()` first: an ack is visible to any API call made
+ * after its frame arrived.
+ */
+export class StatusWriter {
+  private readonly commit: GroupCommit<DeliveryUpdate, number>;
+  private sent = new Map<string, { appId: string; userId: string; seqs: number[]; at: number }>();
+  private sentScheduled = false;
+
+  constructor(
+    store: Store,
+    /** Delay before the first resend of a message written but not acked. */
+    private readonly resendMs: number,
+    private readonly log: Logger,
+  ) {
+    // Status writes wait a few ms for company: one transaction per handful of acks and sent
+    // marks instead of one each (commits were a tenth of the CPU at 1000 direct pushes/s).
+    // Reads that must see them flush first, so only an ack's `ok` reply waits for the window.
+    this.commit = new GroupCommit((updates) => store.applyDeliveryUpdates(updates), 500, STATUS_WINDOW_MS);
+  }
+
+  /** Records that user messages were written to a socket; merged per user within one event-loop turn. */
+  markSent(appId: string, userId: string, seqs: readonly number[], at: number): void {
+    const k = `${appId}\0${userId}`;
+    const entry = this.sent.get(k);
+    if (entry) entry.seqs.push(...seqs);
+    else this.sent.set(k, { appId, userId, seqs: [...seqs], at });
+    if (!this.sentScheduled) {
+      this.sentScheduled = true;
+      setImmediate(() => this.submitSent());
+    }
+  }
+
+  /** Applies an ack; resolves with how many deliveries moved to `acked`. */
+  ack(update: DeliveryUpdate & { kind: 'ack_upto' | 'ack_ids' }): Promise<number> {
+    this.submitSent();
+    return this.commit.submit(update);
+  }
+
+  /** Moves the user's read cursor; resolves with the cursor after the move. */
+  read(appId: string, userId: string, seq: number): Promise<number> {
+    return this.commit.submit({ kind: 'read', appId, userId, seq });
+  }
+
+  async flush(): Promise<void> {
+    this.submitSent();
+    await this.commit.flush();
+  }
+
+  private submitSent(): void {
+    this.sentScheduled = false;
+    if (this.sent.size === 0) return;
+    const batch = this.sent;
+    this.sent = new Map();
+    for (const { appId, userId, seqs, at } of batch.values()) {
+      this.commit
+        .submit({ kind: 'sent', appId, userId, seqs, at, retryAt: at + this.resendMs })
+        .catch((err: unknown) => {
+          // The message itself is safe: it stays `pending` and is replayed on the next connection.
+          this.log.warn({ err, appId, count: seqs.length }, 'could not record sent status');
+        });
+    }
+  }
+}

@@ -1,0 +1,42 @@
+/**
+ * Identifier grammar from API.md "Identifiers". Used by every edge that accepts ids.
+ */
+
+// C0, DEL and C1 control characters.
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+const TOKEN_ID = /^[A-Za-z0-9._:-]+$/;
+
+/** User and message ids: 1..128 code points, no control characters, no lone surrogates. */
+export function isValidOpaqueId(value: unknown): value is string {
+  if (typeof value !== 'string' || value.length === 0 || value.length > 256) return false;
+  if (CONTROL.test(value) || !value.isWellFormed()) return false;
+  let codePoints = 0;
+  for (const _ of value) if (++codePoints > 128) return false;
+  return true;
+}
+
+export const isValidUserId = isValidOpaqueId;
+export const isValidMessageId = isValidOpaqueId;
+
+/** Device ids: 1..64 of [A-Za-z0-9._:-]. */
+export function isValidDeviceId(value: unknown): value is string {
+  return typeof value === 'string' && value.length >= 1 && value.length <= 64 && TOKEN_ID.test(value);
+}
+
+/** Message types: 1..64 of [A-Za-z0-9._:-]. */
+export const isValidType = isValidDeviceId;
+
+/** Topic names: 1..128 of [A-Za-z0-9._:-]; `$all` is reserved for app-wide broadcast. */
+export function isValidTopic(value: unknown): value is string {
+  return typeof value === 'string' && value.length >= 1 && value.length <= 128 && TOKEN_ID.test(value);
+}
+
+/** App ids: 1..64 of [A-Za-z0-9._-]. */
+export function isValidAppId(value: unknown): value is string {
+  return typeof value === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(value);
+}
+
+/** Platform labels from tokens: short and printable. */
+export function isValidPlatform(value: unknown): value is string {
+  return typeof value === 'string' && /^[A-Za-z0-9._-]{1,32}$/.test(value);
+}

@@ -1,0 +1,48 @@
+import type { Logger } from '../observability/logger.js';
+import { GroupCommit } from '../store/group-commit.js';
+import type { ConnectionChange, Store } from '../store/store.js';
+
+/**
+ * Keeps the store's connections table (online/offline, last heartbeat) in step with the hub,
+ * in batches: opens and closes are group-committed, heartbeats are one statement per interval
+ * for the whole node.
+ */
+export class ConnectionLog {
+  private readonly commit: GroupCommit<ConnectionChange, void>;
+
+  constructor(
+    private readonly store: Store,
+    private readonly nodeId: string,
+    private readonly log: Logger,
+  ) {
+    this.commit = new GroupCommit<ConnectionChange, void>(async (changes) => {
+      await store.recordConnections(changes);
+      return [];
+    }, 1000);
+  }
+
+  opened(c: Omit<ConnectionChange & { kind: 'open' }, 'kind' | 'node'>): void {
+    this.record({ kind: 'open', node: this.nodeId, ...c });
+  }
+
+  closed(connectionId: string, at: number): void {
+    this.record({ kind: 'close', connectionId, at });
+  }
+
+  heartbeat(now: number): void {
+    this.store.touchConnections(this.nodeId, now).catch((err: unknown) => {
+      this.log.warn({ err }, 'could not record heartbeats');
+    });
+  }
+
+  flush(): Promise<void> {
+    return this.commit.flush();
+  }
+
+  private record(change: ConnectionChange): void {
+    this.commit.submit(change).catch((err: unknown) => {
+      // Presence is served from memory; the table is bookkeeping and catches up on the next change.
+      this.log.warn({ err, connectionId: change.connectionId }, 'could not record connection change');
+    });
+  }
+}

@@ -1,0 +1,311 @@
+import { ALL_TOPIC, isAddressed, type Recipient, type StoredMessage } from '../domain/message.js';
+import type { ConnectionRecord } from '../store/store.js';
+import { getOrCreate } from '../util/maps.js';
+import {
+  encodeCoalesced,
+  encodeMessageTail,
+  encodeTopicMessage,
+  encodeUserMessage,
+} from './protocol/json-codec.js';
+import { CLOSED, LIVE, OFFER_GAP, OFFER_QUEUED, type Session, type TopicSub } from './session.js';
+import { textFrame, writeFrame } from './transports/ws-wire.js';
+
+export interface HubOptions {
+  /** Window in which frames for one connection are merged into one (0 = same event-loop turn). */
+  readonly coalesceMs: number;
+  /** Unsent bytes per connection before it is closed with 4009. */
+  readonly maxSendBufferBytes: number;
+}
+
+export interface HubEvents {
+  /** Frames were written to a session's socket: `seqs` (0 for topic frames) and accept times. */
+  onWritten(s: Session, seqs: readonly number[], times: readonly number[], now: number): void;
+  onRegistered(s: Session): void;
+  onUnregistered(s: Session): void;
+  /** A session saw a seq gap and is holding live messages: read the missing ones from the store. */
+  onGap(s: Session): void;
+  /** The hub itself closed a session (`slow`, `kicked`). */
+  onClosedByServer(s: Session, reason: string): void;
+}
+
+/** One connection as presence reports it: the connections table's row, without its user. */
+export type ConnectionInfo = Omit<ConnectionRecord, 'user_id'>;
+
+/** Sessions flushed per event-loop turn, so acks and pings keep flowing during a large fan-out. */
+const FLUSH_SLICE = 2048;
+
+/** Fan-out frames kept with their built WebSocket frame at most. */
+const MAX_SHARED_FRAMES = 256;
+
+const key = (appId: string, userId: string) => `${appId}\0${userId}`;
+
+/**
+ * The connection registry of this node (app → user → sessions, app → sessions) and the
+ * outbound scheduler: it routes delivered messages to sessions, coalesces what is queued
+ * for one connection within `coalesceMs`, and writes it in slices.
+ */
+export class Hub {
+  private readonly byUser = new Map<string, Session[]>();
+  private readonly byApp = new Map<string, Set<Session>>();
+  /** app\0topic → subscribers; a topic without subscribers has no entry. */
+  private readonly byTopic = new Map<string, Set<Session>>();
+  private dirty: Session[] = [];
+  private flushScheduled = false;
+  /**
+   * Frames of the fan-out being flushed (topic and `$all` messages), each with its WebSocket
+   * frame built on first write and then shared by every socket; null until built. Cleared
+   * when the dirty list drains, so it holds only what is in flight.
+   */
+  private readonly shared = new Map<string, Buffer | null>();
+  private total = 0;
+
+  constructor(
+    readonly nodeId: string,
+    private readonly options: HubOptions,
+    private readonly events: HubEvents,
+  ) {}
+
+  get size(): number {
+    return this.total;
+  }
+
+  register(s: Session): void {
+    const k = key(s.appId, s.userId);
+    const list = this.byUser.get(k);
+    if (list) list.push(s);
+    else this.byUser.set(k, [s]);
+    getOrCreate(this.byApp, s.appId, () => new Set()).add(s);
+    this.total++;
+    this.events.onRegistered(s);
+  }
+
+  /** Idempotent: every close path ends here. */
+  unregister(s: Session): void {
+    if (s.state === CLOSED) return;
+    s.state = CLOSED;
+    s.outFrames = s.outSeqs = s.outTimes = null;
+    s.held = null;
+    const k = key(s.appId, s.userId);
+    const list = this.byUser.get(k);
+    if (list) {
+      const i = list.indexOf(s);
+      if (i >= 0) list.splice(i, 1);
+      if (list.length === 0) this.byUser.delete(k);
+    }
+    const app = this.byApp.get(s.appId);
+    if (app?.delete(s) && app.size === 0) this.byApp.delete(s.appId);
+    if (s.subs) for (const topic of s.subs.keys()) this.removeSubscriber(s, topic);
+    s.subs = null;
+    this.total--;
+    this.events.onUnregistered(s);
+  }
+
+  sessionsOf(appId: string, userId: string): readonly Session[] {
+    return this.byUser.get(key(appId, userId)) ?? [];
+  }
+
+  /** Sessions past their backlog replay: the ones a resend may go to. */
+  liveSessionsOf(appId: string, userId: string): Session[] {
+    return this.sessionsOf(appId, userId).filter((s) => s.state === LIVE);
+  }
+
+  /** Queues a resend of a frame the session already had (the client dedupes by id). */
+  resend(s: Session, seq: number, frame: string): void {
+    // A negative time: resends are not part of the accept → socket latency histogram.
+    if (s.enqueue(frame, seq, -1)) this.markDirty(s);
+  }
+
+  isOnline(appId: string, userId: string): boolean {
+    return this.byUser.has(key(appId, userId));
+  }
+
+  /** Connections that a topic message would be handed to now. */
+  countTopicConnections(appId: string, topic: string): number {
+    if (topic === ALL_TOPIC) return this.byApp.get(appId)?.size ?? 0;
+    return this.byTopic.get(key(appId, topic))?.size ?? 0;
+  }
+
+  /**
+   * Subscribes a session to a topic in replay mode: live messages of the topic are held
+   * until `endTopicReplay`, so a replay by offset and live delivery join without gap or repeat.
+   */
+  subscribe(s: Session, topic: string): TopicSub {
+    s.subs ??= new Map();
+    const sub: TopicSub = { offset: 0, held: [], heldOverflow: false };
+    s.subs.set(topic, sub);
+    getOrCreate(this.byTopic, key(s.appId, topic), () => new Set()).add(s);
+    return sub;
+  }
+
+  /** Ends a topic replay: held frames past the replayed offset go out. Returns false if the hold overflowed. */
+  endTopicReplay(s: Session, topic: string): boolean {
+    const sub = s.subs?.get(topic);
+    if (!sub || sub.held === null) return true;
+    if (sub.heldOverflow) {
+      sub.held = [];
+      sub.heldOverflow = false;
+      return false;
+    }
+    const held = sub.held;
+    sub.held = null;
+    for (const h of held) if (s.offerTopicMessage(topic, h.offset, h.frame, h.timestamp)) this.markDirty(s);
+    return true;
+  }
+
+  unsubscribe(s: Session, topic: string): boolean {
+    if (!s.subs?.delete(topic)) return false;
+    this.removeSubscriber(s, topic);
+    return true;
+  }
+
+  private removeSubscriber(s: Session, topic: string): void {
+    const k = key(s.appId, topic);
+    const set = this.byTopic.get(k);
+    if (set?.delete(s) && set.size === 0) this.byTopic.delete(k);
+  }
+
+  /** Who is subscribed to a topic on this node. */
+  topicPresence(appId: string, topic: string): { users: string[]; connections: number } {
+    const sessions = topic === ALL_TOPIC ? this.byApp.get(appId) : this.byTopic.get(key(appId, topic));
+    if (!sessions) return { users: [], connections: 0 };
+    return { users: [...new Set([...sessions].map((s) => s.userId))], connections: sessions.size };
+  }
+
+  /** Routes a stored user-targeted message to the live sessions of its recipients. */
+  deliverToUsers(message: StoredMessage, recipients: readonly Recipient[]): void {
+    const tail = encodeMessageTail(message);
+    for (const r of recipients) {
+      const sessions = this.byUser.get(key(message.appId, r.user));
+      if (!sessions) continue;
+      let frame: string | null = null;
+      for (const s of sessions) {
+        if (!isAddressed(message.platforms, r.devices, s.platform, s.device)) {
+          s.skipSeq(r.seq);
+          continue;
+        }
+        frame ??= encodeUserMessage(r.seq, tail);
+        const offered = s.offerUserMessage(r.seq, frame, message.timestamp);
+        if (offered === OFFER_QUEUED) this.markDirty(s);
+        else if (offered === OFFER_GAP) this.events.onGap(s);
+      }
+    }
+  }
+
+  /** Routes a topic message (`$all` for app-wide broadcast): encoded once, the same string to all. */
+  deliverToTopic(message: StoredMessage): void {
+    const topic = message.topic!;
+    const all = topic === ALL_TOPIC;
+    const sessions = all ? this.byApp.get(message.appId) : this.byTopic.get(key(message.appId, topic));
+    if (!sessions) return;
+    const frame = encodeTopicMessage(topic, message.offset!, encodeMessageTail(message));
+    if (sessions.size > 1) {
+      // Flushes that chain slice after slice under constant traffic never drain the dirty
+      // list; the cap bounds the map then (a frame missing from it is just sent through ws).
+      if (this.shared.size >= MAX_SHARED_FRAMES) this.shared.clear();
+      this.shared.set(frame, null);
+    }
+    for (const s of sessions) {
+      if (message.platforms !== null && !message.platforms.includes(s.platform)) continue;
+      // `$all` needs no subscription; one exists only to replay it, and then orders it by offset.
+      const queued =
+        all && !s.subs?.has(topic)
+          ? s.enqueue(frame, 0, message.timestamp)
+          : s.offerTopicMessage(topic, message.offset!, frame, message.timestamp);
+      if (queued) this.markDirty(s);
+    }
+  }
+
+  /** Ends the backlog replay: frames held meanwhile go out unless the backlog already had them. */
+  goLive(s: Session): void {
+    const held = s.held;
+    s.held = null;
+    s.state = LIVE;
+    if (!held) return;
+    for (const h of held) {
+      if (s.offerUserMessage(h.seq, h.frame, h.timestamp, true) === OFFER_QUEUED) this.markDirty(s);
+    }
+  }
+
+  markDirty(s: Session): void {
+    this.dirty.push(s);
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    if (this.options.coalesceMs > 0) setTimeout(this.flush, this.options.coalesceMs);
+    else setImmediate(this.flush);
+  }
+
+  private readonly flush = (): void => {
+    this.flushScheduled = false;
+    let batch = this.dirty;
+    if (batch.length > FLUSH_SLICE) {
+      this.dirty = batch.slice(FLUSH_SLICE);
+      batch = batch.slice(0, FLUSH_SLICE);
+      this.flushScheduled = true;
+      setImmediate(this.flush);
+    } else {
+      this.dirty = [];
+    }
+    const now = Date.now();
+    for (const s of batch) this.write(s, now);
+    if (!this.flushScheduled) this.shared.clear();
+  };
+
+  private write(s: Session, now: number): void {
+    const q = s.takeQueue();
+    if (q === null || s.state === CLOSED) return;
+    // Too slow = still holding more than the limit of what was written before: the client has
+    // not read it since. Judged before writing, so one large burst (a page of resends) does
+    // not cut a client that reads at full speed; memory stays within the limit plus one flush.
+    if (s.transport.bufferedAmount > this.options.maxSendBufferBytes) {
+      s.transport.close(4009, 'too slow');
+      this.events.onClosedByServer(s, 'slow');
+      this.unregister(s);
+      return;
+    }
+    if (s.transport.sendFrames) s.transport.sendFrames(q.frames, q.seqs);
+    else if (!(q.frames.length === 1 && this.writeShared(s, q.frames[0]!))) {
+      s.transport.send(encodeCoalesced(q.frames));
+    }
+    this.events.onWritten(s, q.seqs, q.times, now);
+  }
+
+  /** Writes a fan-out frame's shared bytes; false when it is not one or the transport cannot take them. */
+  private writeShared(s: Session, frame: string): boolean {
+    let wire = this.shared.get(frame);
+    if (wire === undefined) return false;
+    if (wire === null) {
+      wire = textFrame(frame);
+      this.shared.set(frame, wire);
+    }
+    return writeFrame(s.transport, wire);
+  }
+
+  /** Closes a user's connections (all, or one device's) with 4003. */
+  kick(appId: string, userId: string, device?: string): number {
+    const sessions = [...this.sessionsOf(appId, userId)].filter(
+      (s) => device === undefined || s.device === device,
+    );
+    for (const s of sessions) {
+      s.transport.close(4003, 'kicked');
+      this.events.onClosedByServer(s, 'kicked');
+      this.unregister(s);
+    }
+    return sessions.length;
+  }
+
+  presenceOf(appId: string, userId: string): ConnectionInfo[] {
+    return this.sessionsOf(appId, userId).map((s) => ({
+      connection_id: s.id,
+      device: s.device,
+      platform: s.platform,
+      node: this.nodeId,
+      connected_at: s.connectedAt,
+      last_heartbeat: s.lastSeen,
+    }));
+  }
+
+  /** Every session, for shutdown and metrics. */
+  *all(): IterableIterator<Session> {
+    for (const set of this.byApp.values()) yield* set;
+  }
+}

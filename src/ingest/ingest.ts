@@ -1,0 +1,65 @@
+import { randomUUID } from 'node:crypto';
+import type { Router } from '../delivery/router.js';
+import { PushError } from '../domain/errors.js';
+import {
+  fingerprintPush,
+  type PushRequest,
+  type PushResult,
+  recipientsOf,
+  topicOf,
+} from '../domain/message.js';
+import type { Metrics } from '../observability/metrics.js';
+import { GroupCommit } from '../store/group-commit.js';
+import type { PersistItem, PersistOutcome, Store } from '../store/store.js';
+
+/** Who is connected right now, as far as ttl-0 pushes and topic recipient counts need to know. */
+export interface Audience {
+  isOnline(appId: string, userId: string): boolean;
+  countTopicConnections(appId: string, topic: string): number;
+}
+
+/**
+ * The single way into the system for a validated push, from HTTP or a queue:
+ * dedupe by id, persist (group commit), then route. A push resolves only once durable.
+ */
+export class Ingest {
+  private readonly commit: GroupCommit<PersistItem, PersistOutcome>;
+
+  constructor(
+    store: Store,
+    private readonly router: Router,
+    private readonly audience: Audience,
+    private readonly metrics: Metrics,
+  ) {
+    this.commit = new GroupCommit((items) => store.persistPushes(items), 1000);
+  }
+
+  async push(appId: string, request: PushRequest, source = 'http'): Promise<PushResult> {
+    const topic = topicOf(request.to);
+    const users = recipientsOf(request.to).map((r) => r.user);
+    const online = request.ttl === 0 ? new Set(users.filter((u) => this.audience.isOnline(appId, u))) : null;
+    // `recipients` in the reply: users targeted, or for a topic the connections it is handed to.
+    const recipients = topic === null ? users.length : this.audience.countTopicConnections(appId, topic);
+    const outcome = await this.commit.submit({
+      appId,
+      request,
+      // Only a client-chosen id can be repeated; a generated one's fingerprint is never compared.
+      fingerprint: request.id === null ? '' : fingerprintPush(request),
+      messageId: request.id ?? randomUUID(),
+      timestamp: Date.now(),
+      onlineUsers: online,
+      connectionCount: recipients,
+    });
+    switch (outcome.kind) {
+      case 'stored':
+        this.metrics.messagesAccepted.inc({ source });
+        this.router.routeStored(outcome.message, outcome.recipients);
+        return { id: outcome.message.id, recipients, duplicate: false };
+      case 'duplicate':
+        this.metrics.duplicates.inc();
+        return { id: outcome.id, recipients: outcome.recipients, duplicate: true };
+      case 'conflict':
+        throw new PushError('conflict', `message id "${outcome.id}" was already used with a different body`);
+    }
+  }
+}

@@ -1,0 +1,377 @@
+import { Redis, type RedisOptions } from 'ioredis';
+import { PushError } from '../domain/errors.js';
+import type { QueueDriverConfig, QueueDriverDeps } from './create-queue-consumers.js';
+import {
+  deadLetter,
+  maskCredentials,
+  maxDeliveriesLetter,
+  type QueueConsumer,
+  type QueueOutcome,
+  reconnectDelay,
+} from './queue-consumer.js';
+
+/**
+ * Redis Streams queue ingress (ioredis). Producers append one entry per message to the
+ * stream `message-push:push`, the `/v1/push` body plus `"app"` in the field `body`:
+ *
+ *   XADD message-push:push * body '{"app":"a","id":"m1","to":{"users":["u1"]},"data":{}}'
+ *
+ * Every node reads through the consumer group `message-push` as its own consumer (its node
+ * id), so each entry goes to one node. Refused entries are appended to `message-push:dead`,
+ * the dead-letter JSON in the field `body`.
+ *
+ *   producer ─XADD─► message-push:push ─XREADGROUP─► accept ─► durable ─► XACK
+ *                                                        └─► refused ─► XADD message-push:dead ─► XACK
+ *
+ * An entry stays pending until its XACK. A node restarted under the same name first reads its
+ * own pending entries again, in stream order; the entries of a node that is gone for good, and
+ * entries whose push failed (store down), are taken over with XAUTOCLAIM once idle for
+ * RECLAIM_MIN_IDLE_MS. Every read or claim counts as a delivery (XPENDING); an entry delivered
+ * more than `maxDeliver` times is dead-lettered with reason `max_deliveries` instead of tried.
+ */
+
+export const PUSH_STREAM = 'message-push:push';
+export const DEAD_STREAM = 'message-push:dead';
+export const GROUP = 'message-push';
+const BODY_FIELD = 'body';
+
+/** Longest blocking read: bounds how long close() waits when CLIENT UNBLOCK cannot reach the reader. */
+const BLOCK_MS = 1_000;
+/** Pending entries idle this long belong to a dead consumer (or failed here) and are claimed. */
+const RECLAIM_MIN_IDLE_MS = 30_000;
+/** How often idle pending entries are looked for (also once at start). */
+const RECLAIM_INTERVAL_MS = 10_000;
+/** Reading pauses this long after a push failed (store down) or a read failed (Redis down). */
+const RETRY_PAUSE_MS = 1_000;
+/** Reconnect delays double from 250 ms up to 10 s; each is drawn from [delay/2, delay] so nodes spread out. */
+const CONNECT_TIMEOUT_MS = 5_000;
+/** close() waits this long for XACKs before dropping them (Redis down): those entries are redelivered. */
+const CLOSE_ACK_WAIT_MS = 5_000;
+
+interface Entry {
+  readonly id: string;
+  /** Null for an entry deleted (XDEL, trimming) while pending. */
+  readonly fields: Buffer[] | null;
+}
+
+type StreamReply = [key: Buffer, entries: [id: Buffer, fields: Buffer[] | null][]][] | null;
+type AutoClaimReply = [cursor: Buffer, entries: [id: Buffer, fields: Buffer[] | null][], deleted?: Buffer[]];
+
+export function createRedisStreamsConsumer(config: QueueDriverConfig, deps: QueueDriverDeps): QueueConsumer {
+  return new RedisStreamsConsumer(config, deps);
+}
+
+/**
+ * Reads with XREADGROUP, at most `prefetch` entries in flight, and acks each one only once its
+ * push is durable or its dead letter is appended. Reconnects are ioredis' (backoff below).
+ */
+class RedisStreamsConsumer implements QueueConsumer {
+  readonly name = 'redis';
+  /** XACK, XADD, XAUTOCLAIM, XPENDING: never blocked, so acks are not held up by a read. */
+  private readonly commands: Redis;
+  /** XREADGROUP only: a connection in a blocking read can do nothing else. */
+  private readonly reader: Redis;
+  private readerId: number | null = null;
+  private lastError: Error | null = null;
+  private started = false;
+  private stopping = false;
+  private loop: Promise<void> = Promise.resolve();
+  /** Entry id → its handling, until acked or left pending. At most ~prefetch. */
+  private readonly inFlight = new Map<string, Promise<void>>();
+  private waiters: (() => void)[] = [];
+  /** Read our own pending entries again: at start, and after a reconnect lost replies or acks. */
+  private rescanOwn = true;
+  private nextReclaimAt = 0;
+  private pauseUntil = 0;
+
+  constructor(
+    private readonly config: QueueDriverConfig,
+    private readonly deps: QueueDriverDeps,
+  ) {
+    this.commands = new Redis(config.url, this.options('commands'));
+    this.reader = new Redis(config.url, this.options('reader'));
+    this.watch(this.commands, 'commands');
+    this.watch(this.reader, 'reader');
+  }
+
+  async start(): Promise<void> {
+    try {
+      await Promise.all([this.commands.connect(), this.reader.connect()]);
+      // From id 0: entries producers appended before the group existed are consumed too.
+      await this.commands.xgroup('CREATE', PUSH_STREAM, GROUP, '0', 'MKSTREAM').catch(ignoreBusyGroup);
+    } catch (err) {
+      this.commands.disconnect();
+      this.reader.disconnect();
+      const why = (this.lastError ?? (err as Error)).message;
+      throw new PushError(
+        'unavailable',
+        `PUSH_QUEUE_URL: cannot consume from Redis at ${maskCredentials(this.config.url)}: ${why}`,
+        { cause: err },
+      );
+    }
+    this.started = true;
+    this.loop = this.run();
+    this.deps.log.info(
+      { stream: PUSH_STREAM, group: GROUP, consumer: this.config.consumerName },
+      'redis: consuming',
+    );
+  }
+
+  async ready(): Promise<void> {
+    if (this.commands.status !== 'ready' || this.reader.status !== 'ready') {
+      throw new PushError('unavailable', 'redis: not connected, reconnecting');
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.signal();
+    if (this.readerId !== null && this.commands.status === 'ready') {
+      // Ends the blocking read now, as if it had timed out: no entry is taken and lost.
+      await this.commands.client('UNBLOCK', this.readerId).catch(() => {});
+    }
+    // Redis down: commands wait in ioredis' offline queue; disconnecting fails them now instead.
+    if (!(await settlesWithin(this.loop, BLOCK_MS * 2))) this.reader.disconnect();
+    await this.loop;
+    if (!(await settlesWithin(this.drain(), CLOSE_ACK_WAIT_MS))) this.commands.disconnect();
+    await this.drain();
+    await Promise.allSettled([this.commands.quit(), this.reader.quit()]);
+  }
+
+  private options(role: string): RedisOptions {
+    return {
+      lazyConnect: true,
+      connectTimeout: CONNECT_TIMEOUT_MS,
+      // No retries before start() succeeded: a wrong URL fails startup instead of hanging it.
+      retryStrategy: (times) => (this.started && !this.stopping ? reconnectDelay(times - 1) : null),
+      connectionName: `message-push:${this.config.consumerName}:${role}`,
+      // RESP2: the raw XREADGROUP/XAUTOCLAIM replies keep their documented array shapes.
+      protocol: 2,
+    };
+  }
+
+  private watch(connection: Redis, role: string): void {
+    let lostAt = 0;
+    connection.on('error', (err: Error) => {
+      this.lastError = err;
+      this.deps.log.debug({ err, role }, 'redis: connection error');
+    });
+    connection.on('close', () => {
+      if (!this.started || this.stopping || lostAt) return;
+      lostAt = Date.now();
+      this.deps.log.warn({ role, inFlight: this.inFlight.size }, 'redis: connection lost; reconnecting');
+    });
+    connection.on('ready', () => {
+      if (lostAt) {
+        this.deps.log.info({ role, downMs: Date.now() - lostAt }, 'redis: reconnected, consuming again');
+        lostAt = 0;
+        // Replies or acks may have been lost with the connection: those entries are pending here.
+        this.rescanOwn = true;
+      }
+      if (role === 'reader') {
+        void connection.client('ID').then(
+          (id) => (this.readerId = Number(id)),
+          () => (this.readerId = null),
+        );
+      }
+      this.signal();
+    });
+  }
+
+  /** The read loop: own pending entries, idle ones of others, then new ones, `prefetch` at most in flight. */
+  private async run(): Promise<void> {
+    while (!this.stopping) {
+      try {
+        if (this.rescanOwn) {
+          this.rescanOwn = false;
+          await this.readOwnPending();
+        }
+        if (Date.now() >= this.nextReclaimAt) {
+          this.nextReclaimAt = Date.now() + RECLAIM_INTERVAL_MS;
+          await this.reclaimIdle();
+        }
+        if (Date.now() < this.pauseUntil) {
+          await this.pause(this.pauseUntil - Date.now());
+          continue;
+        }
+        await this.waitForSlots();
+        if (this.stopping) break;
+        const entries = await this.read('>', this.config.prefetch - this.inFlight.size);
+        this.dispatch(entries, null);
+      } catch (err) {
+        if (this.stopping) break;
+        if (String((err as Error).message).startsWith('NOGROUP')) {
+          // The stream was deleted (or Redis restarted empty): create it and the group again.
+          await this.commands.xgroup('CREATE', PUSH_STREAM, GROUP, '0', 'MKSTREAM').catch(() => {});
+          continue;
+        }
+        this.deps.log.debug({ err }, 'redis: read failed; retrying');
+        this.rescanOwn = true; // a read whose reply was lost left its entries pending here
+        await this.pause(RETRY_PAUSE_MS);
+      }
+    }
+  }
+
+  /** `id` '>' = new entries (blocking); another id = our own pending entries after it (never blocks). */
+  private async read(id: string, count: number): Promise<Entry[]> {
+    const block = id === '>' ? ['BLOCK', BLOCK_MS] : [];
+    const reply = (await this.reader.callBuffer('XREADGROUP', [
+      'GROUP',
+      GROUP,
+      this.config.consumerName,
+      'COUNT',
+      count,
+      ...block,
+      'STREAMS',
+      PUSH_STREAM,
+      id,
+    ])) as StreamReply;
+    return (reply?.[0]?.[1] ?? []).map(([id, fields]) => ({ id: id.toString(), fields }));
+  }
+
+  private async readOwnPending(): Promise<void> {
+    let after = '0-0';
+    while (!this.stopping) {
+      await this.waitForSlots();
+      const entries = await this.read(after, this.config.prefetch);
+      if (entries.length === 0) return;
+      after = entries.at(-1)!.id;
+      this.dispatch(entries, await this.countDeliveries(entries));
+    }
+  }
+
+  private async reclaimIdle(): Promise<void> {
+    let cursor = '0-0';
+    do {
+      await this.waitForSlots();
+      const [next, claimed] = (await this.commands.callBuffer('XAUTOCLAIM', [
+        PUSH_STREAM,
+        GROUP,
+        this.config.consumerName,
+        RECLAIM_MIN_IDLE_MS,
+        cursor,
+        'COUNT',
+        this.config.prefetch,
+      ])) as AutoClaimReply;
+      cursor = next.toString();
+      const entries = claimed.map(([id, fields]) => ({ id: id.toString(), fields }));
+      if (entries.length > 0) {
+        this.deps.log.info({ count: entries.length }, 'redis: claimed idle pending entries');
+        this.dispatch(entries, await this.countDeliveries(entries));
+      }
+    } while (cursor !== '0-0' && !this.stopping);
+  }
+
+  /** Delivery counts (XPENDING) of entries read again or claimed; a first read is delivery 1. */
+  private async countDeliveries(entries: Entry[]): Promise<Map<string, number>> {
+    const rows = await Promise.all(
+      entries.map((e) => this.commands.xpending(PUSH_STREAM, GROUP, e.id, e.id, 1) as Promise<unknown[][]>),
+    );
+    const counts = new Map<string, number>();
+    for (const row of rows) if (row[0]) counts.set(String(row[0][0]), Number(row[0][3]));
+    return counts;
+  }
+
+  /** Hands entries to accept in stream order (accept is called synchronously, one by one). */
+  private dispatch(entries: Entry[], deliveries: Map<string, number> | null): void {
+    for (const entry of entries) {
+      if (this.inFlight.has(entry.id)) continue; // read again while still being handled
+      const task = this.handleEntry(entry, deliveries?.get(entry.id) ?? 1)
+        .catch((err: unknown) =>
+          this.deps.log.warn({ err, id: entry.id }, 'redis: entry not settled; it stays pending'),
+        )
+        .finally(() => {
+          this.inFlight.delete(entry.id);
+          this.signal();
+        });
+      this.inFlight.set(entry.id, task);
+    }
+  }
+
+  private async handleEntry(entry: Entry, deliveries: number): Promise<void> {
+    if (entry.fields === null) return this.ack(entry.id); // deleted while pending: nothing to push
+    const body = fieldOf(entry.fields, BODY_FIELD);
+    if (body === null) {
+      const err = new PushError('bad_request', `stream entry has no "${BODY_FIELD}" field`);
+      return this.deadLetterAndAck(entry.id, deadLetter(err, Buffer.alloc(0), ''));
+    }
+    if (deliveries > this.config.maxDeliver) {
+      return this.deadLetterAndAck(entry.id, maxDeliveriesLetter(body, deliveries, null));
+    }
+    let outcome: QueueOutcome;
+    try {
+      // Entry ids are unique and time-ordered per stream, the same on every redelivery.
+      outcome = await this.deps.queue.accept(body, 'redis', `redis-${entry.id}`);
+    } catch (err) {
+      // RetryableQueueError (store down): left pending, claimed again once idle.
+      this.deps.metrics.queueMessages.inc({ queue: this.name, outcome: 'retry' });
+      if (deliveries >= this.config.maxDeliver) {
+        return this.deadLetterAndAck(entry.id, maxDeliveriesLetter(body, deliveries, err));
+      }
+      this.pauseUntil = Date.now() + RETRY_PAUSE_MS;
+      return;
+    }
+    if (outcome.kind === 'dead') return this.deadLetterAndAck(entry.id, outcome.deadLetter);
+    await this.ack(entry.id);
+    this.deps.metrics.queueMessages.inc({ queue: this.name, outcome: 'pushed' });
+  }
+
+  private async deadLetterAndAck(id: string, letter: string): Promise<void> {
+    await this.commands.xadd(DEAD_STREAM, '*', BODY_FIELD, letter);
+    await this.ack(id);
+    this.deps.metrics.queueMessages.inc({ queue: this.name, outcome: 'dead' });
+  }
+
+  private async ack(id: string): Promise<void> {
+    await this.commands.xack(PUSH_STREAM, GROUP, id);
+  }
+
+  /** Waits until at most half the window is in flight, so reads fetch entries in batches. */
+  private async waitForSlots(): Promise<void> {
+    while (this.inFlight.size > this.config.prefetch / 2 && !this.stopping) {
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+  }
+
+  private drain(): Promise<unknown> {
+    return Promise.allSettled([...this.inFlight.values()]);
+  }
+
+  /** Sleeps up to `ms`; woken early by close, a freed slot or a reconnect. */
+  private async pause(ms: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, ms);
+      this.waiters.push(resolve);
+    });
+    clearTimeout(timer);
+  }
+
+  private signal(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w();
+  }
+}
+
+function fieldOf(fields: Buffer[], name: string): Buffer | null {
+  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i]!.toString() === name) return fields[i + 1]!;
+  return null;
+}
+
+function ignoreBusyGroup(err: Error): void {
+  if (!String(err.message).startsWith('BUSYGROUP')) throw err;
+}
+
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  const settled = promise.then(
+    () => true,
+    () => true,
+  );
+  const result = await Promise.race([settled, timeout]);
+  clearTimeout(timer);
+  return result;
+}

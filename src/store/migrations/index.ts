@@ -1,0 +1,138 @@
+import { type Kysely, type Migration, type MigrationProvider, sql } from 'kysely';
+
+export type SqlDialect = 'sqlite' | 'mysql';
+
+/**
+ * Numbered schema steps shared by both drivers. Column types differ by engine only where
+ * they must: MySQL needs bounded VARCHAR keys, a binary collation (ids are byte-exact and
+ * case-sensitive) and MEDIUMTEXT for data up to the configurable limit.
+ */
+export function migrationProvider(dialect: SqlDialect): MigrationProvider {
+  return { getMigrations: async () => ({ '001_initial': initial(dialect) }) };
+}
+
+function initial(dialect: SqlDialect): Migration {
+  const my = dialect === 'mysql';
+  const id = (n: number) => (my ? sql`varchar(${sql.raw(String(n))}) collate utf8mb4_bin` : sql`text`);
+  const big = my ? 'bigint' : 'integer';
+  const text = my ? sql`mediumtext` : sql`text`;
+  return {
+    async up(db: Kysely<unknown>) {
+      // MySQL: InnoDB, 4-byte UTF-8, binary collation (ids compare byte for byte, case-sensitive).
+      const table = (name: string) => {
+        const t = db.schema.createTable(name);
+        return my ? t.modifyEnd(sql`engine=InnoDB default charset=utf8mb4 collate=utf8mb4_bin`) : t;
+      };
+      await table('apps')
+        .addColumn('app_id', id(64), (c) => c.primaryKey())
+        .addColumn('secret_hash', id(128), (c) => c.notNull())
+        .addColumn('secret_salt', id(64), (c) => c.notNull())
+        .addColumn('jwt_alg', id(16), (c) => c.notNull())
+        .addColumn('jwt_key', text, (c) => c.notNull())
+        .addColumn('created_at', big, (c) => c.notNull())
+        .addColumn('updated_at', big, (c) => c.notNull())
+        .execute();
+
+      await table('messages')
+        .addColumn('pk', big, (c) => (my ? c.primaryKey().autoIncrement() : c.primaryKey()))
+        .addColumn('app_id', id(64), (c) => c.notNull())
+        .addColumn('msg_id', id(128), (c) => c.notNull())
+        .addColumn('type', id(64), (c) => c.notNull())
+        .addColumn('timestamp', big, (c) => c.notNull())
+        .addColumn('ttl', big)
+        .addColumn('expires_at', big)
+        .addColumn('data', text, (c) => c.notNull())
+        .addColumn('target', text, (c) => c.notNull())
+        .addColumn('platforms', text)
+        .addColumn('topic', id(128))
+        .addColumn('topic_offset', big)
+        .addColumn('fingerprint', id(64), (c) => c.notNull())
+        .addColumn('recipients', big, (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createIndex('messages_app_msg')
+        .unique()
+        .on('messages')
+        .columns(['app_id', 'msg_id'])
+        .execute();
+      await db.schema
+        .createIndex('messages_topic_offset')
+        .on('messages')
+        .columns(['app_id', 'topic', 'topic_offset'])
+        .execute();
+      await db.schema.createIndex('messages_timestamp').on('messages').column('timestamp').execute();
+
+      await table('deliveries')
+        .addColumn('app_id', id(64), (c) => c.notNull())
+        .addColumn('user_id', id(128), (c) => c.notNull())
+        .addColumn('seq', big, (c) => c.notNull())
+        .addColumn('message_pk', big, (c) => c.notNull())
+        .addColumn('devices', text)
+        .addColumn('status', 'integer', (c) => c.notNull())
+        .addColumn('retries', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('sent_at', big)
+        .addColumn('acked_at', big)
+        .addColumn('next_retry_at', big)
+        .addColumn('expires_at', big)
+        .addColumn('live_only', 'integer', (c) => c.notNull().defaultTo(0))
+        .addPrimaryKeyConstraint('deliveries_pk', ['app_id', 'user_id', 'seq'])
+        .execute();
+      // Backlog on connect: a user's unacked deliveries in seq order.
+      await db.schema
+        .createIndex('deliveries_backlog')
+        .on('deliveries')
+        .columns(['app_id', 'user_id', 'status', 'seq'])
+        .execute();
+      await db.schema.createIndex('deliveries_message').on('deliveries').column('message_pk').execute();
+      await db.schema
+        .createIndex('deliveries_retry')
+        .on('deliveries')
+        .columns(['status', 'next_retry_at'])
+        .execute();
+      await db.schema
+        .createIndex('deliveries_expiry')
+        .on('deliveries')
+        .columns(['expires_at', 'status'])
+        .execute();
+
+      await table('user_state')
+        .addColumn('app_id', id(64), (c) => c.notNull())
+        .addColumn('user_id', id(128), (c) => c.notNull())
+        .addColumn('last_seq', big, (c) => c.notNull())
+        .addColumn('last_read_seq', big, (c) => c.notNull().defaultTo(0))
+        .addPrimaryKeyConstraint('user_state_pk', ['app_id', 'user_id'])
+        .execute();
+
+      await table('topic_state')
+        .addColumn('app_id', id(64), (c) => c.notNull())
+        .addColumn('topic', id(128), (c) => c.notNull())
+        .addColumn('last_offset', big, (c) => c.notNull())
+        .addPrimaryKeyConstraint('topic_state_pk', ['app_id', 'topic'])
+        .execute();
+
+      await table('connections')
+        .addColumn('connection_id', id(64), (c) => c.primaryKey())
+        .addColumn('app_id', id(64), (c) => c.notNull())
+        .addColumn('user_id', id(128), (c) => c.notNull())
+        .addColumn('device', id(64), (c) => c.notNull())
+        .addColumn('platform', id(32), (c) => c.notNull())
+        .addColumn('node', id(128), (c) => c.notNull())
+        .addColumn('status', id(16), (c) => c.notNull())
+        .addColumn('connected_at', big, (c) => c.notNull())
+        .addColumn('last_heartbeat', big, (c) => c.notNull())
+        .addColumn('disconnected_at', big)
+        .execute();
+      await db.schema
+        .createIndex('connections_user')
+        .on('connections')
+        .columns(['app_id', 'user_id'])
+        .execute();
+      await db.schema
+        .createIndex('connections_status_heartbeat')
+        .on('connections')
+        .columns(['status', 'last_heartbeat'])
+        .execute();
+      await db.schema.createIndex('connections_node').on('connections').columns(['node', 'status']).execute();
+    },
+  };
+}

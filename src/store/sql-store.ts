@@ -1,0 +1,869 @@
+import { type Insertable, type Kysely, Migrator, type Selectable, sql, type Transaction } from 'kysely';
+import {
+  type DeliveryStatus,
+  expiresAtOf,
+  type Recipient,
+  recipientsOf,
+  STATUS_CODE,
+  STATUS_NAME,
+  type StoredMessage,
+  topicOf,
+  visibleStatus,
+} from '../domain/message.js';
+import { getOrCreate } from '../util/maps.js';
+import { migrationProvider, type SqlDialect } from './migrations/index.js';
+import type { Database, DeliveriesTable, MessagesTable } from './schema.js';
+import type {
+  AppRecord,
+  BacklogQuery,
+  ConnectionChange,
+  ConnectionRecord,
+  DeliveryUpdate,
+  DueRetry,
+  HistoryQuery,
+  HistoryRow,
+  MessageStatus,
+  PersistItem,
+  PersistOutcome,
+  RecentMessage,
+  RecentMessagesQuery,
+  RetryUpdate,
+  Store,
+  TopicHistoryQuery,
+  UserMessage,
+} from './store.js';
+
+const { pending: PENDING, sent: SENT, acked: ACKED, failed: FAILED, expired: EXPIRED } = STATUS_CODE;
+const UNACKED = [PENDING, SENT, FAILED];
+
+type Tx = Transaction<Database>;
+export type MessageRow = Pick<
+  MessagesTable,
+  | 'app_id'
+  | 'msg_id'
+  | 'type'
+  | 'timestamp'
+  | 'ttl'
+  | 'expires_at'
+  | 'data'
+  | 'platforms'
+  | 'topic'
+  | 'topic_offset'
+>;
+
+/** The message columns every read that builds frames needs. */
+const MESSAGE_COLUMNS = [
+  'm.app_id',
+  'm.msg_id',
+  'm.type',
+  'm.timestamp',
+  'm.ttl',
+  'm.expires_at',
+  'm.data',
+  'm.platforms',
+  'm.topic',
+  'm.topic_offset',
+] as const;
+
+/** What a stored message id already maps to: its body fingerprint and reply's recipient count. */
+export interface ExistingMessage {
+  readonly msg_id: string;
+  readonly fingerprint: string;
+  readonly recipients: number;
+}
+
+type MaybePromise<T> = T | Promise<T>;
+
+/**
+ * The writes of one persist batch, all inside one transaction. The shared planning logic
+ * (idempotency, seq allocation, row building) runs over these, so a driver can swap in
+ * faster primitives (prepared statements on SQLite) without a second copy of the rules.
+ */
+export interface PersistOps {
+  findExisting(appId: string, ids: readonly string[]): MaybePromise<readonly ExistingMessage[]>;
+  incrementCounters(
+    table: 'user_state' | 'topic_state',
+    rows: { appId: string; name: string; n: number }[],
+  ): MaybePromise<Map<string, number>>;
+  insertMessages(rows: Insertable<MessagesTable>[]): MaybePromise<Map<string, number>>;
+  insertDeliveries(rows: Insertable<DeliveriesTable>[]): MaybePromise<void>;
+}
+
+/** Keys (app, user) as one string; \0 cannot occur in ids. */
+const userKey = (appId: string, userId: string) => `${appId}\0${userId}`;
+
+/**
+ * Everything both SQL drivers share, written once over Kysely. A driver supplies only what
+ * its engine does differently: allocating seqs/offsets atomically and bounded updates.
+ */
+export abstract class SqlStore implements Store {
+  abstract readonly dialect: SqlDialect;
+
+  constructor(protected readonly db: Kysely<Database>) {}
+
+  /** Adds `counts[key].n` to each counter row and returns the new value, inside `trx`. */
+  protected abstract incrementCounters(
+    trx: Tx,
+    table: 'user_state' | 'topic_state',
+    rows: { appId: string; name: string; n: number }[],
+  ): Promise<Map<string, number>>;
+
+  /** Inserts message rows and returns their primary keys by (app, msg_id). */
+  protected abstract insertMessages(trx: Tx, rows: Insertable<MessagesTable>[]): Promise<Map<string, number>>;
+
+  abstract expireDue(now: number, limit: number): Promise<number>;
+
+  /**
+   * Runs `fn` in a transaction. Drivers override it to choose the isolation level and to
+   * retry transactions the engine aborted (deadlocks, a concurrent insert of the same key).
+   */
+  protected inTransaction<T>(fn: (trx: Tx) => Promise<T>): Promise<T> {
+    return this.db.transaction().execute(fn);
+  }
+
+  async migrate(): Promise<void> {
+    const migrator = new Migrator({ db: this.db, provider: migrationProvider(this.dialect) });
+    const { error } = await migrator.migrateToLatest();
+    if (error) throw error;
+  }
+
+  async getApp(appId: string): Promise<AppRecord | undefined> {
+    const row = await this.db.selectFrom('apps').selectAll().where('app_id', '=', appId).executeTakeFirst();
+    return row && toAppRecord(row);
+  }
+
+  async listApps(): Promise<AppRecord[]> {
+    const rows = await this.db.selectFrom('apps').selectAll().orderBy('app_id').execute();
+    return rows.map(toAppRecord);
+  }
+
+  async saveApp(app: AppRecord): Promise<void> {
+    const values = {
+      secret_hash: app.secretHash,
+      secret_salt: app.secretSalt,
+      jwt_alg: app.jwtAlg,
+      jwt_key: app.jwtKey,
+      updated_at: app.updatedAt,
+    };
+    await this.inTransaction(async (trx) => {
+      const found = await trx
+        .selectFrom('apps')
+        .select('app_id')
+        .where('app_id', '=', app.appId)
+        .executeTakeFirst();
+      if (found) await trx.updateTable('apps').set(values).where('app_id', '=', app.appId).execute();
+      else
+        await trx
+          .insertInto('apps')
+          .values({ app_id: app.appId, created_at: app.createdAt, ...values })
+          .execute();
+    });
+  }
+
+  persistPushes(items: readonly PersistItem[]): Promise<PersistOutcome[]> {
+    return this.inTransaction((trx) => this.persistWith(this.kyselyPersistOps(trx), items));
+  }
+
+  private kyselyPersistOps(trx: Tx): PersistOps {
+    return {
+      findExisting: async (appId, ids) => {
+        const found: ExistingMessage[] = [];
+        for (const chunk of chunks(ids, 500)) {
+          const rows = await trx
+            .selectFrom('messages')
+            .select(['msg_id', 'fingerprint', 'recipients'])
+            .where('app_id', '=', appId)
+            .where('msg_id', 'in', chunk)
+            .execute();
+          for (const r of rows) found.push(r);
+        }
+        return found;
+      },
+      incrementCounters: (table, rows) => this.incrementCounters(trx, table, rows),
+      insertMessages: (rows) => this.insertMessages(trx, rows),
+      insertDeliveries: async (rows) => {
+        for (const chunk of chunks(rows, 400)) await trx.insertInto('deliveries').values(chunk).execute();
+      },
+    };
+  }
+
+  /** The persist rules, over one transaction's write primitives. */
+  protected async persistWith(ops: PersistOps, items: readonly PersistItem[]): Promise<PersistOutcome[]> {
+    const outcomes: PersistOutcome[] = new Array(items.length);
+    const known = await findExisting(ops, items);
+
+    // 1. Idempotency: decide per item, also between items of this batch.
+    const fresh: number[] = [];
+    for (let i = 0; i < items.length; i++) {
+      const item = items[i]!;
+      const key = userKey(item.appId, item.messageId);
+      const prev = known.get(key);
+      if (prev) {
+        outcomes[i] =
+          prev.fingerprint === item.fingerprint
+            ? { kind: 'duplicate', id: item.messageId, recipients: prev.recipients }
+            : { kind: 'conflict', id: item.messageId };
+        continue;
+      }
+      known.set(key, { fingerprint: item.fingerprint, recipients: recipientCount(item) });
+      fresh.push(i);
+    }
+    if (fresh.length === 0) return outcomes;
+
+    // 2. Counters: per-user seqs and per-topic offsets, allocated in item order.
+    const seqNeeds = new Map<string, { appId: string; name: string; n: number }>();
+    const offsetNeeds = new Map<string, { appId: string; name: string; n: number }>();
+    const targets = fresh.map((i) => {
+      const item = items[i]!;
+      const users = recipientsOf(item.request.to);
+      for (const r of users) bump(seqNeeds, item.appId, r.user);
+      const topic = topicOf(item.request.to);
+      if (topic !== null) bump(offsetNeeds, item.appId, topic);
+      return { users, topic };
+    });
+    const seqEnds = await ops.incrementCounters('user_state', [...seqNeeds.values()]);
+    const offsetEnds =
+      offsetNeeds.size === 0
+        ? new Map<string, number>()
+        : await ops.incrementCounters('topic_state', [...offsetNeeds.values()]);
+    const nextSeq = startCursor(seqNeeds, seqEnds);
+    const nextOffset = startCursor(offsetNeeds, offsetEnds);
+
+    // 3. Messages, then their deliveries.
+    const messageRows: Insertable<MessagesTable>[] = [];
+    const stored: {
+      message: StoredMessage;
+      recipients: Recipient[];
+      index: number;
+      live: Set<string> | null;
+    }[] = [];
+    fresh.forEach((i, k) => {
+      const item = items[i]!;
+      const req = item.request;
+      const { users, topic } = targets[k]!;
+      const offset = topic === null ? null : take(nextOffset, userKey(item.appId, topic));
+      const message: StoredMessage = {
+        appId: item.appId,
+        id: item.messageId,
+        type: req.type,
+        timestamp: item.timestamp,
+        ttl: req.ttl,
+        expiresAt: expiresAtOf(item.timestamp, req.ttl),
+        dataJson: req.dataJson,
+        platforms: req.platforms,
+        topic,
+        offset,
+      };
+      const recipients = users.map((r) => ({
+        user: r.user,
+        devices: r.devices,
+        seq: take(nextSeq, userKey(item.appId, r.user)),
+      }));
+      messageRows.push({
+        app_id: item.appId,
+        msg_id: item.messageId,
+        type: req.type,
+        timestamp: item.timestamp,
+        ttl: req.ttl,
+        expires_at: message.expiresAt,
+        data: req.dataJson,
+        target: JSON.stringify(req.to),
+        platforms: req.platforms && JSON.stringify(req.platforms),
+        topic,
+        topic_offset: offset,
+        fingerprint: item.fingerprint,
+        recipients: recipientCount(item),
+      });
+      const live = req.ttl === 0 ? new Set(item.onlineUsers ?? []) : null;
+      stored.push({ message, recipients, index: i, live });
+    });
+    const pks = await ops.insertMessages(messageRows);
+
+    const deliveryRows = stored.flatMap(({ message, recipients, live }) => {
+      const pk = pks.get(userKey(message.appId, message.id))!;
+      return recipients.map((r) => ({
+        app_id: message.appId,
+        user_id: r.user,
+        seq: r.seq,
+        message_pk: pk,
+        devices: r.devices && JSON.stringify(r.devices),
+        // ttl 0: recipients without a live connection are expired at once (API.md).
+        status: live && !live.has(r.user) ? EXPIRED : PENDING,
+        retries: 0,
+        sent_at: null,
+        acked_at: null,
+        next_retry_at: null,
+        expires_at: live ? null : message.expiresAt,
+        live_only: live ? 1 : 0,
+      }));
+    });
+    await ops.insertDeliveries(deliveryRows);
+
+    for (const s of stored) {
+      // Routing only needs the recipients that can still receive it.
+      const recipients = s.live ? s.recipients.filter((r) => s.live!.has(r.user)) : s.recipients;
+      outcomes[s.index] = { kind: 'stored', message: s.message, recipients };
+    }
+    return outcomes;
+  }
+
+  async readUserMessages(q: BacklogQuery): Promise<UserMessage[]> {
+    let query = this.db
+      .selectFrom('deliveries as d')
+      .innerJoin('messages as m', 'm.pk', 'd.message_pk')
+      .select(['d.seq', 'd.devices', ...MESSAGE_COLUMNS])
+      .where('d.app_id', '=', q.appId)
+      .where('d.user_id', '=', q.userId)
+      .where('d.seq', '>', q.afterSeq)
+      .where('d.live_only', '=', 0)
+      .where((eb) => eb.or([eb('d.expires_at', 'is', null), eb('d.expires_at', '>', q.now)]));
+    query = q.unackedOnly ? query.where('d.status', 'in', UNACKED) : query.where('d.status', '!=', EXPIRED);
+    const rows = await query.orderBy('d.seq').limit(q.limit).execute();
+    return rows.map((r) => ({
+      seq: Number(r.seq),
+      devices: r.devices === null ? null : (JSON.parse(r.devices) as string[]),
+      message: toStoredMessage(r),
+    }));
+  }
+
+  async readUserHistory(q: HistoryQuery): Promise<{ rows: HistoryRow[]; hasMore: boolean }> {
+    let query = this.db
+      .selectFrom('deliveries as d')
+      .innerJoin('messages as m', 'm.pk', 'd.message_pk')
+      .select(['d.seq', 'd.status', 'd.expires_at as d_expires_at', 'd.live_only', ...MESSAGE_COLUMNS])
+      .where('d.app_id', '=', q.appId)
+      .where('d.user_id', '=', q.userId);
+    if (q.afterSeq !== null) query = query.where('d.seq', '>', q.afterSeq);
+    if (q.beforeSeq !== null) query = query.where('d.seq', '<', q.beforeSeq);
+    if (q.from !== null) query = query.where('m.timestamp', '>=', q.from);
+    if (q.to !== null) query = query.where('m.timestamp', '<=', q.to);
+    if (!q.includeExpired) {
+      query = query
+        .where('d.status', '!=', EXPIRED)
+        .where((eb) => eb.or([eb('d.expires_at', 'is', null), eb('d.expires_at', '>', q.now)]));
+    }
+    const rows = await query
+      .orderBy('d.seq', q.forward ? 'asc' : 'desc')
+      .limit(q.limit + 1)
+      .execute();
+    const hasMore = rows.length > q.limit;
+    const page = rows.slice(0, q.limit);
+    if (!q.forward) page.reverse();
+    return {
+      hasMore,
+      rows: page.map((r) => {
+        const message = toStoredMessage(r);
+        const expiresAt = r.d_expires_at === null ? null : Number(r.d_expires_at);
+        const status = STATUS_NAME[r.status] as DeliveryStatus;
+        return {
+          seq: Number(r.seq),
+          message,
+          status: visibleStatus(status, expiresAt, r.live_only ? 0 : message.ttl, q.now),
+        };
+      }),
+    };
+  }
+
+  async readTopicHistory(q: TopicHistoryQuery): Promise<{ rows: StoredMessage[]; hasMore: boolean }> {
+    // Retention holds exactly for readers; the maintenance loop deletes the rows later.
+    const last = await this.topicOffset(q.appId, q.topic);
+    let query = this.db
+      .selectFrom('messages as m')
+      .select(MESSAGE_COLUMNS)
+      .where('m.app_id', '=', q.appId)
+      .where('m.topic', '=', q.topic)
+      .where('m.topic_offset', '>', last - q.keepCount)
+      .where('m.timestamp', '>=', q.keepSince)
+      .where((eb) => eb.or([eb('m.expires_at', 'is', null), eb('m.expires_at', '>', q.now)]));
+    if (q.afterOffset !== null) query = query.where('m.topic_offset', '>', q.afterOffset);
+    if (q.beforeOffset !== null) query = query.where('m.topic_offset', '<', q.beforeOffset);
+    const rows = await query
+      .orderBy('m.topic_offset', q.forward ? 'asc' : 'desc')
+      .limit(q.limit + 1)
+      .execute();
+    const page = rows.slice(0, q.limit);
+    if (!q.forward) page.reverse();
+    return { rows: page.map(toStoredMessage), hasMore: rows.length > q.limit };
+  }
+
+  async topicOffset(appId: string, topic: string): Promise<number> {
+    const row = await this.db
+      .selectFrom('topic_state')
+      .select('last_offset')
+      .where('app_id', '=', appId)
+      .where('topic', '=', topic)
+      .executeTakeFirst();
+    return row ? Number(row.last_offset) : 0;
+  }
+
+  async pruneTopics(maxCount: number, cutoff: number): Promise<number> {
+    const byAge = await this.db
+      .deleteFrom('messages')
+      .where('topic', 'is not', null)
+      .where('timestamp', '<', cutoff)
+      .executeTakeFirst();
+    const byCount = await this.db
+      .deleteFrom('messages')
+      .where('topic', 'is not', null)
+      .where(({ eb, selectFrom, ref }) =>
+        eb(
+          'topic_offset',
+          '<=',
+          selectFrom('topic_state as ts')
+            .select(sql<number>`ts.last_offset - ${maxCount}`.as('keep_after'))
+            .whereRef('ts.app_id', '=', ref('messages.app_id'))
+            .whereRef('ts.topic', '=', ref('messages.topic')),
+        ),
+      )
+      .executeTakeFirst();
+    return Number(byAge.numDeletedRows) + Number(byCount.numDeletedRows);
+  }
+
+  async lastSeq(appId: string, userId: string): Promise<number> {
+    const row = await this.db
+      .selectFrom('user_state')
+      .select('last_seq')
+      .where('app_id', '=', appId)
+      .where('user_id', '=', userId)
+      .executeTakeFirst();
+    return row ? Number(row.last_seq) : 0;
+  }
+
+  applyDeliveryUpdates(updates: readonly DeliveryUpdate[]): Promise<number[]> {
+    return this.inTransaction(async (trx) => {
+      const counts: number[] = [];
+      for (const u of updates) counts.push(await this.applyUpdate(trx, u));
+      return counts;
+    });
+  }
+
+  private async applyUpdate(trx: Tx, u: DeliveryUpdate): Promise<number> {
+    if (u.kind === 'read') return this.moveReadCursor(trx, u.appId, u.userId, u.seq);
+    const mine = trx.updateTable('deliveries').where('app_id', '=', u.appId).where('user_id', '=', u.userId);
+    if (u.kind === 'sent') {
+      let n = 0;
+      for (const seqs of chunks(u.seqs, 500)) {
+        const r = await mine
+          .set({ status: SENT, sent_at: u.at })
+          .where('seq', 'in', seqs)
+          .where('status', '=', PENDING)
+          .executeTakeFirst();
+        n += Number(r.numUpdatedRows);
+        await mine
+          .set({ next_retry_at: u.retryAt })
+          .where('seq', 'in', seqs)
+          .where('status', '=', SENT)
+          .where('next_retry_at', 'is', null)
+          .where('live_only', '=', 0)
+          .execute();
+      }
+      return n;
+    }
+    // Acks: only unacked, unexpired deliveries move; device-targeted ones only for their devices.
+    const ackable = trx
+      .selectFrom('deliveries as d')
+      .select(['d.seq', 'd.devices'])
+      .where('d.app_id', '=', u.appId)
+      .where('d.user_id', '=', u.userId)
+      .where('d.status', 'in', UNACKED)
+      .where((eb) => eb.or([eb('d.expires_at', 'is', null), eb('d.expires_at', '>', u.at)]));
+    const candidates =
+      u.kind === 'ack_upto'
+        ? await ackable.where('d.seq', '<=', u.seq).execute()
+        : await ackable
+            .innerJoin('messages as m', 'm.pk', 'd.message_pk')
+            .where('m.msg_id', 'in', u.ids as string[])
+            .execute();
+    const seqs = candidates
+      .filter(
+        (c) =>
+          c.devices === null || u.device === null || (JSON.parse(c.devices) as string[]).includes(u.device),
+      )
+      .map((c) => Number(c.seq));
+    let n = 0;
+    for (const chunk of chunks(seqs, 500)) {
+      const r = await mine
+        .set({ status: ACKED, acked_at: u.at })
+        .where('seq', 'in', chunk)
+        .where('status', 'in', UNACKED)
+        .executeTakeFirst();
+      n += Number(r.numUpdatedRows);
+    }
+    return n;
+  }
+
+  /** The read cursor never moves backwards and is clamped to the newest seq. */
+  private async moveReadCursor(trx: Tx, appId: string, userId: string, seq: number): Promise<number> {
+    const clamped = sql<number>`case when ${seq} < last_seq then ${seq} else last_seq end`;
+    await trx
+      .updateTable('user_state')
+      .set({
+        last_read_seq: sql`case when ${clamped} > last_read_seq then ${clamped} else last_read_seq end`,
+      })
+      .where('app_id', '=', appId)
+      .where('user_id', '=', userId)
+      .execute();
+    const row = await trx
+      .selectFrom('user_state')
+      .select('last_read_seq')
+      .where('app_id', '=', appId)
+      .where('user_id', '=', userId)
+      .executeTakeFirst();
+    return row ? Number(row.last_read_seq) : 0;
+  }
+
+  async readUnread(
+    appId: string,
+    userId: string,
+    now: number,
+  ): Promise<{ count: number; last_read_seq: number }> {
+    const state = await this.db
+      .selectFrom('user_state')
+      .select('last_read_seq')
+      .where('app_id', '=', appId)
+      .where('user_id', '=', userId)
+      .executeTakeFirst();
+    const lastRead = state ? Number(state.last_read_seq) : 0;
+    const row = await this.db
+      .selectFrom('deliveries')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('app_id', '=', appId)
+      .where('user_id', '=', userId)
+      .where('seq', '>', lastRead)
+      .where('status', '!=', EXPIRED)
+      .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
+      .executeTakeFirst();
+    return { count: Number(row?.n ?? 0), last_read_seq: lastRead };
+  }
+
+  async getMessageStatus(appId: string, messageId: string, now: number): Promise<MessageStatus | undefined> {
+    const m = await this.db
+      .selectFrom('messages')
+      .selectAll()
+      .where('app_id', '=', appId)
+      .where('msg_id', '=', messageId)
+      .executeTakeFirst();
+    if (!m) return undefined;
+    return this.withRecipients(m, null, now);
+  }
+
+  async listRecentMessages(q: RecentMessagesQuery): Promise<RecentMessage[]> {
+    if (q.limit <= 0) return [];
+    let query = this.db.selectFrom('messages').selectAll();
+    if (q.appId !== null) query = query.where('app_id', '=', q.appId);
+    const messages = await query.orderBy('pk', 'desc').limit(q.limit).execute();
+    if (messages.length === 0) return [];
+    const counts = await this.db
+      .selectFrom('deliveries')
+      .select(['message_pk', 'status', (eb) => eb.fn.countAll<number>().as('n')])
+      .where(
+        'message_pk',
+        'in',
+        messages.map((m) => m.pk),
+      )
+      .groupBy(['message_pk', 'status'])
+      .execute();
+    const byMessage = new Map<number, Record<DeliveryStatus, number>>();
+    for (const c of counts) {
+      const entry = getOrCreate(byMessage, Number(c.message_pk), () => ({
+        pending: 0,
+        sent: 0,
+        acked: 0,
+        failed: 0,
+        expired: 0,
+      }));
+      entry[STATUS_NAME[c.status] as DeliveryStatus] += Number(c.n);
+    }
+    return Promise.all(
+      messages.map(async (m) => {
+        const status_counts = byMessage.get(Number(m.pk)) ?? {
+          pending: 0,
+          sent: 0,
+          acked: 0,
+          failed: 0,
+          expired: 0,
+        };
+        const recipients_total = Object.values(status_counts).reduce((a, b) => a + b, 0);
+        const status = await this.withRecipients(m, q.maxRecipients, q.now);
+        return { app: m.app_id, ...status, recipients_total, status_counts };
+      }),
+    );
+  }
+
+  /** A message row with its recipients' statuses (all, or the first `limit` by user id). */
+  private async withRecipients(
+    m: Selectable<MessagesTable>,
+    limit: number | null,
+    now: number,
+  ): Promise<MessageStatus> {
+    let query = this.db
+      .selectFrom('deliveries')
+      .select(['user_id', 'seq', 'status', 'retries', 'sent_at', 'acked_at', 'expires_at', 'live_only'])
+      .where('message_pk', '=', m.pk)
+      .orderBy('user_id');
+    if (limit !== null) query = query.limit(limit);
+    const rows = await query.execute();
+    const ttl = m.ttl === null ? null : Number(m.ttl);
+    return {
+      id: m.msg_id,
+      type: m.type,
+      timestamp: Number(m.timestamp),
+      ttl,
+      data: JSON.parse(m.data),
+      to: JSON.parse(m.target),
+      platforms: m.platforms === null ? null : JSON.parse(m.platforms),
+      ...(m.topic !== null ? { topic: m.topic, offset: Number(m.topic_offset) } : {}),
+      recipients: rows.map((r) => ({
+        user: r.user_id,
+        seq: Number(r.seq),
+        status: visibleStatus(
+          STATUS_NAME[r.status] as DeliveryStatus,
+          r.expires_at === null ? null : Number(r.expires_at),
+          r.live_only ? 0 : ttl,
+          now,
+        ),
+        retries: r.retries,
+        sent_at: r.sent_at === null ? null : Number(r.sent_at),
+        acked_at: r.acked_at === null ? null : Number(r.acked_at),
+      })),
+    };
+  }
+
+  async dueRetries(now: number, limit: number): Promise<DueRetry[]> {
+    const rows = await this.db
+      .selectFrom('deliveries as d')
+      .innerJoin('messages as m', 'm.pk', 'd.message_pk')
+      .select(['d.user_id', 'd.seq', 'd.retries', 'd.devices', ...MESSAGE_COLUMNS])
+      .where('d.status', '=', SENT)
+      .where('d.next_retry_at', '<=', now)
+      .where((eb) => eb.or([eb('d.expires_at', 'is', null), eb('d.expires_at', '>', now)]))
+      .orderBy('d.next_retry_at')
+      .limit(limit)
+      .execute();
+    return rows.map((r) => ({
+      userId: r.user_id,
+      seq: Number(r.seq),
+      retries: Number(r.retries),
+      devices: r.devices === null ? null : (JSON.parse(r.devices) as string[]),
+      message: toStoredMessage(r),
+    }));
+  }
+
+  updateRetries(updates: readonly RetryUpdate[]): Promise<void> {
+    return this.inTransaction(async (trx) => {
+      for (const u of updates) {
+        const row = trx
+          .updateTable('deliveries')
+          .where('app_id', '=', u.appId)
+          .where('user_id', '=', u.userId)
+          .where('seq', '=', u.seq)
+          .where('status', '=', SENT);
+        if (u.kind === 'resent') {
+          await row.set((eb) => ({ retries: eb('retries', '+', 1), next_retry_at: u.nextRetryAt })).execute();
+        } else if (u.kind === 'failed') {
+          await row.set({ status: FAILED, next_retry_at: null }).execute();
+        } else {
+          await row.set({ next_retry_at: null }).execute();
+        }
+      }
+    });
+  }
+
+  recordConnections(changes: readonly ConnectionChange[]): Promise<void> {
+    return this.inTransaction(async (trx) => {
+      const opens = changes.filter((c) => c.kind === 'open');
+      for (const chunk of chunks(opens, 200)) {
+        await trx
+          .insertInto('connections')
+          .values(
+            chunk.map((c) => ({
+              connection_id: c.connectionId,
+              app_id: c.appId,
+              user_id: c.userId,
+              device: c.device,
+              platform: c.platform,
+              node: c.node,
+              status: 'online',
+              connected_at: c.at,
+              last_heartbeat: c.at,
+              disconnected_at: null,
+            })),
+          )
+          .execute();
+      }
+      for (const c of changes) {
+        if (c.kind !== 'close') continue;
+        await trx
+          .updateTable('connections')
+          .set({ status: 'offline', disconnected_at: c.at })
+          .where('connection_id', '=', c.connectionId)
+          .execute();
+      }
+    });
+  }
+
+  async touchConnections(node: string, now: number): Promise<void> {
+    await this.db
+      .updateTable('connections')
+      .set({ last_heartbeat: now })
+      .where('node', '=', node)
+      .where('status', '=', 'online')
+      .execute();
+  }
+
+  async markNodeOffline(node: string, now: number): Promise<number> {
+    const r = await this.db
+      .updateTable('connections')
+      .set({ status: 'offline', disconnected_at: now })
+      .where('node', '=', node)
+      .where('status', '=', 'online')
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows);
+  }
+
+  async markStaleOffline(before: number, now: number, exceptNode: string): Promise<number> {
+    const r = await this.db
+      .updateTable('connections')
+      .set({ status: 'offline', disconnected_at: now })
+      .where('status', '=', 'online')
+      .where('last_heartbeat', '<', before)
+      .where('node', '<>', exceptNode)
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows);
+  }
+
+  async remoteConnections(
+    appId: string,
+    userIds: readonly string[],
+    exceptNode: string,
+    freshSince: number,
+  ): Promise<ConnectionRecord[]> {
+    if (userIds.length === 0) return [];
+    const rows = await this.db
+      .selectFrom('connections')
+      .select(['user_id', 'connection_id', 'device', 'platform', 'node', 'connected_at', 'last_heartbeat'])
+      .where('app_id', '=', appId)
+      .where('user_id', 'in', [...userIds])
+      .where('status', '=', 'online')
+      .where('node', '<>', exceptNode)
+      .where('last_heartbeat', '>=', freshSince)
+      .orderBy('connected_at')
+      .execute();
+    return rows.map((r) => ({
+      ...r,
+      connected_at: Number(r.connected_at),
+      last_heartbeat: Number(r.last_heartbeat),
+    }));
+  }
+
+  async pruneBefore(cutoff: number, limit: number): Promise<number> {
+    return this.inTransaction(async (trx) => {
+      const old = await trx
+        .selectFrom('messages')
+        .select('pk')
+        .where('timestamp', '<', cutoff)
+        .orderBy('timestamp')
+        .limit(limit)
+        .execute();
+      if (old.length === 0) return 0;
+      const pks = old.map((r) => r.pk);
+      await trx.deleteFrom('deliveries').where('message_pk', 'in', pks).execute();
+      await trx.deleteFrom('messages').where('pk', 'in', pks).execute();
+      await trx
+        .deleteFrom('connections')
+        .where('status', '=', 'offline')
+        .where('disconnected_at', '<', cutoff)
+        .execute();
+      return old.length;
+    });
+  }
+
+  async ping(): Promise<void> {
+    await sql`select 1`.execute(this.db);
+  }
+
+  async close(): Promise<void> {
+    await this.db.destroy();
+  }
+}
+
+async function findExisting(
+  ops: PersistOps,
+  items: readonly PersistItem[],
+): Promise<Map<string, { fingerprint: string; recipients: number }>> {
+  const byApp = new Map<string, string[]>();
+  for (const item of items) {
+    if (item.request.id === null) continue;
+    getOrCreate(byApp, item.appId, () => []).push(item.messageId);
+  }
+  const found = new Map<string, { fingerprint: string; recipients: number }>();
+  for (const [appId, ids] of byApp) {
+    for (const r of await ops.findExisting(appId, ids)) {
+      found.set(userKey(appId, r.msg_id), { fingerprint: r.fingerprint, recipients: Number(r.recipients) });
+    }
+  }
+  return found;
+}
+
+function recipientCount(item: PersistItem): number {
+  const to = item.request.to;
+  if ('users' in to || 'devices' in to) return recipientsOf(to).length;
+  return item.connectionCount;
+}
+
+function bump(
+  map: Map<string, { appId: string; name: string; n: number }>,
+  appId: string,
+  name: string,
+): void {
+  const key = userKey(appId, name);
+  const entry = map.get(key);
+  if (entry) entry.n++;
+  else map.set(key, { appId, name, n: 1 });
+}
+
+/** From each counter's new end value, the first value this batch may hand out. */
+function startCursor(needs: Map<string, { n: number }>, ends: Map<string, number>): Map<string, number> {
+  const next = new Map<string, number>();
+  for (const [key, { n }] of needs) next.set(key, ends.get(key)! - n + 1);
+  return next;
+}
+
+function take(cursor: Map<string, number>, key: string): number {
+  const v = cursor.get(key)!;
+  cursor.set(key, v + 1);
+  return v;
+}
+
+export function* chunks<T>(items: readonly T[], size: number): Generator<T[]> {
+  for (let i = 0; i < items.length; i += size) yield items.slice(i, i + size);
+}
+
+export { userKey as counterKey };
+
+export function toStoredMessage(r: MessageRow): StoredMessage {
+  return {
+    appId: r.app_id,
+    id: r.msg_id,
+    type: r.type,
+    timestamp: Number(r.timestamp),
+    ttl: r.ttl === null ? null : Number(r.ttl),
+    expiresAt: r.expires_at === null ? null : Number(r.expires_at),
+    dataJson: r.data,
+    platforms: r.platforms === null ? null : (JSON.parse(r.platforms) as string[]),
+    topic: r.topic,
+    offset: r.topic_offset === null ? null : Number(r.topic_offset),
+  };
+}
+
+function toAppRecord(row: Database['apps']): AppRecord {
+  return {
+    appId: row.app_id,
+    secretHash: row.secret_hash,
+    secretSalt: row.secret_salt,
+    jwtAlg: row.jwt_alg,
+    jwtKey: row.jwt_key,
+    createdAt: Number(row.created_at),
+    updatedAt: Number(row.updated_at),
+  };
+}

@@ -1,0 +1,294 @@
+import type { DeliveryStatus, PushRequest, Recipient, StoredMessage } from '../domain/message.js';
+
+/**
+ * The store seam: everything message-push keeps. Drivers: `SqliteStore` (embedded default,
+ * one process) and the MySQL/MariaDB driver (several processes or nodes).
+ *
+ * Guarantees every driver keeps (checked by test/contract/store.test.ts):
+ * - `persistPushes` is atomic per call: all its messages and deliveries are durable when it
+ *   resolves, or none are. Per-user seqs are strictly increasing with no gaps or duplicates,
+ *   in the order of the items.
+ * - Idempotency: one stored message per (app, id); a repeated id returns the first result.
+ * - Statuses only move forward (pending → sent → acked; → failed; → expired).
+ */
+export interface Store {
+  readonly dialect: 'sqlite' | 'mysql';
+
+  getApp(appId: string): Promise<AppRecord | undefined>;
+  listApps(): Promise<AppRecord[]>;
+  saveApp(app: AppRecord): Promise<void>;
+
+  /** Writes many pushes in one transaction (group commit). Results are in item order. */
+  persistPushes(items: readonly PersistItem[]): Promise<PersistOutcome[]>;
+
+  /**
+   * A user's stored messages in seq order, starting after `afterSeq`. `unackedOnly` gives the
+   * connect-time backlog (pending/sent/failed); otherwise every kept message. Expired and
+   * live-only (ttl 0) deliveries are never returned.
+   */
+  readUserMessages(query: BacklogQuery): Promise<UserMessage[]>;
+
+  /**
+   * A page of a user's history in seq order (oldest first), forward after `afterSeq` or
+   * backward (newest page) before `beforeSeq`. `hasMore`: more rows lie beyond the page in
+   * the direction of travel.
+   */
+  readUserHistory(query: HistoryQuery): Promise<{ rows: HistoryRow[]; hasMore: boolean }>;
+
+  /** A page of a topic's stream by offset, same rules as the user history. Expired messages are left out. */
+  readTopicHistory(query: TopicHistoryQuery): Promise<{ rows: StoredMessage[]; hasMore: boolean }>;
+
+  /** Newest offset of a topic, 0 if none. */
+  topicOffset(appId: string, topic: string): Promise<number>;
+
+  /** Topic retention: keeps at most `maxCount` messages per topic and none older than `cutoff`. */
+  pruneTopics(maxCount: number, cutoff: number): Promise<number>;
+
+  /** Newest seq the user has, 0 if none. */
+  lastSeq(appId: string, userId: string): Promise<number>;
+
+  /**
+   * Status updates from delivery, acks and reads, applied in one transaction. Resolves with,
+   * per update, how many deliveries it moved (acks) or the new read cursor (reads).
+   */
+  applyDeliveryUpdates(updates: readonly DeliveryUpdate[]): Promise<number[]>;
+
+  /** Unread counter: messages after the read cursor that are not expired. */
+  readUnread(appId: string, userId: string, now: number): Promise<{ count: number; last_read_seq: number }>;
+
+  getMessageStatus(appId: string, messageId: string, now: number): Promise<MessageStatus | undefined>;
+
+  /**
+   * The newest messages, newest first (insertion order), of one app or of every app when
+   * `appId` is null; at most `limit` (0 = none). Each carries its status counts over all its
+   * recipients and the first `maxRecipients` recipients by user id, with statuses as
+   * `getMessageStatus` shows them. For operators (the dashboard), not a hot path.
+   */
+  listRecentMessages(query: RecentMessagesQuery): Promise<RecentMessage[]>;
+
+  /**
+   * Deliveries written to a socket, not acked, whose resend time has come (not expired,
+   * not live-only), oldest due first. The retry scheduler's whole state lives here.
+   */
+  dueRetries(now: number, limit: number): Promise<DueRetry[]>;
+  /** Applies the scheduler's decisions; each only moves a delivery that is still `sent`. */
+  updateRetries(updates: readonly RetryUpdate[]): Promise<void>;
+
+  /** Connection bookkeeping (the seed's connections table). */
+  recordConnections(changes: readonly ConnectionChange[]): Promise<void>;
+  /** Refreshes last_heartbeat of every online connection of a node: one statement per interval. */
+  touchConnections(node: string, now: number): Promise<void>;
+  /** Marks a node's connections offline (startup after a crash, shutdown). */
+  markNodeOffline(node: string, now: number): Promise<number>;
+  /**
+   * Marks online connections of other nodes whose heartbeat is older than `before` offline
+   * (their node died). A node never sweeps its own rows: it knows they are alive.
+   */
+  markStaleOffline(before: number, now: number, exceptNode: string): Promise<number>;
+  /**
+   * Online connections of these users held by nodes other than `exceptNode` whose heartbeat
+   * is `freshSince` or later: the rest of the cluster's share of presence.
+   */
+  remoteConnections(
+    appId: string,
+    userIds: readonly string[],
+    exceptNode: string,
+    freshSince: number,
+  ): Promise<ConnectionRecord[]>;
+
+  /** Marks deliveries whose ttl passed as expired, at most `limit` rows. Returns how many. */
+  expireDue(now: number, limit: number): Promise<number>;
+  /** Deletes messages older than `cutoff` (and their deliveries), at most `limit`. */
+  pruneBefore(cutoff: number, limit: number): Promise<number>;
+
+  /** Throws when the backend is unreachable; used by /readyz. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface AppRecord {
+  readonly appId: string;
+  readonly secretHash: string;
+  readonly secretSalt: string;
+  readonly jwtAlg: string;
+  readonly jwtKey: string;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+}
+
+export interface PersistItem {
+  readonly appId: string;
+  readonly request: PushRequest;
+  /** Canonical hash of the body, compared when an id repeats; empty for generated ids (never repeated). */
+  readonly fingerprint: string;
+  /** Generated id when the request carries none. */
+  readonly messageId: string;
+  readonly timestamp: number;
+  /** For ttl 0: which of the targeted users have a live connection now; others are expired at once. */
+  readonly onlineUsers: ReadonlySet<string> | null;
+  /** For topic and `$all` pushes: how many connections it was handed to (the reply's `recipients`). */
+  readonly connectionCount: number;
+}
+
+export type PersistOutcome =
+  | { readonly kind: 'stored'; readonly message: StoredMessage; readonly recipients: readonly Recipient[] }
+  | { readonly kind: 'duplicate'; readonly id: string; readonly recipients: number }
+  | { readonly kind: 'conflict'; readonly id: string };
+
+export interface BacklogQuery {
+  readonly appId: string;
+  readonly userId: string;
+  readonly afterSeq: number;
+  readonly unackedOnly: boolean;
+  readonly limit: number;
+  readonly now: number;
+}
+
+export interface HistoryQuery {
+  readonly appId: string;
+  readonly userId: string;
+  readonly afterSeq: number | null;
+  readonly beforeSeq: number | null;
+  readonly from: number | null;
+  readonly to: number | null;
+  readonly limit: number;
+  /** Forward pages go oldest → newest from `afterSeq`; otherwise the newest page before `beforeSeq`. */
+  readonly forward: boolean;
+  /** Server API shows expired messages with their status; client-facing reads never do. */
+  readonly includeExpired: boolean;
+  readonly now: number;
+}
+
+export interface HistoryRow {
+  readonly seq: number;
+  readonly status: DeliveryStatus;
+  readonly message: StoredMessage;
+}
+
+export interface TopicHistoryQuery {
+  readonly appId: string;
+  readonly topic: string;
+  /** Retention as clients see it: only the newest `keepCount` offsets, none older than `keepSince` (ms). */
+  readonly keepCount: number;
+  readonly keepSince: number;
+  readonly afterOffset: number | null;
+  readonly beforeOffset: number | null;
+  readonly limit: number;
+  readonly forward: boolean;
+  readonly now: number;
+}
+
+export interface UserMessage {
+  readonly seq: number;
+  readonly devices: readonly string[] | null;
+  readonly message: StoredMessage;
+}
+
+export type DeliveryUpdate =
+  | {
+      readonly kind: 'sent';
+      readonly appId: string;
+      readonly userId: string;
+      readonly seqs: readonly number[];
+      readonly at: number;
+      /** First resend time, set on deliveries that have none armed (first send, or after a reconnect). */
+      readonly retryAt: number;
+    }
+  | {
+      readonly kind: 'ack_upto';
+      readonly appId: string;
+      readonly userId: string;
+      /** The acking device; null = the user as a whole (HTTP acks without a device): any device's messages. */
+      readonly device: string | null;
+      readonly seq: number;
+      readonly at: number;
+    }
+  | {
+      readonly kind: 'ack_ids';
+      readonly appId: string;
+      readonly userId: string;
+      readonly device: string | null;
+      readonly ids: readonly string[];
+      readonly at: number;
+    }
+  | { readonly kind: 'read'; readonly appId: string; readonly userId: string; readonly seq: number };
+
+export interface DueRetry extends UserMessage {
+  readonly userId: string;
+  readonly retries: number;
+}
+
+export type RetryUpdate =
+  /** Resent on a live connection: count it and arm the next resend. */
+  | {
+      readonly kind: 'resent';
+      readonly appId: string;
+      readonly userId: string;
+      readonly seq: number;
+      readonly nextRetryAt: number;
+    }
+  /** Resends ran out. */
+  | { readonly kind: 'failed'; readonly appId: string; readonly userId: string; readonly seq: number }
+  /** No live connection: wait for the next one, whose backlog resends it and re-arms the timer. */
+  | { readonly kind: 'disarm'; readonly appId: string; readonly userId: string; readonly seq: number };
+
+export interface MessageStatus {
+  readonly id: string;
+  readonly type: string;
+  readonly timestamp: number;
+  readonly ttl: number | null;
+  readonly data: unknown;
+  readonly to: unknown;
+  readonly platforms: readonly string[] | null;
+  readonly topic?: string;
+  readonly offset?: number;
+  readonly recipients: readonly RecipientStatus[];
+}
+
+export interface RecentMessagesQuery {
+  readonly appId: string | null;
+  readonly limit: number;
+  readonly maxRecipients: number;
+  readonly now: number;
+}
+
+export interface RecentMessage extends MessageStatus {
+  readonly app: string;
+  /** Users targeted (deliveries stored), whatever `maxRecipients` cut from `recipients`. */
+  readonly recipients_total: number;
+  /** Deliveries by stored status (the ttl sweeper moves expired ones within a second). */
+  readonly status_counts: Readonly<Record<DeliveryStatus, number>>;
+}
+
+export interface RecipientStatus {
+  readonly user: string;
+  readonly seq: number;
+  readonly status: DeliveryStatus;
+  readonly retries: number;
+  readonly sent_at: number | null;
+  readonly acked_at: number | null;
+}
+
+/** One row of the connections table as presence reports it. */
+export interface ConnectionRecord {
+  readonly user_id: string;
+  readonly connection_id: string;
+  readonly device: string;
+  readonly platform: string;
+  readonly node: string;
+  readonly connected_at: number;
+  readonly last_heartbeat: number;
+}
+
+export type ConnectionChange =
+  | {
+      readonly kind: 'open';
+      readonly connectionId: string;
+      readonly appId: string;
+      readonly userId: string;
+      readonly device: string;
+      readonly platform: string;
+      readonly node: string;
+      readonly at: number;
+    }
+  | { readonly kind: 'close'; readonly connectionId: string; readonly at: number };

@@ -1,0 +1,16 @@
+import { MemoryBus } from '../../src/bus/memory-bus.js';
+import { createNatsBus } from '../../src/bus/nats-bus.js';
+import { createRedisBus } from '../../src/bus/redis-bus.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { describeWithService } from '../helpers/services.js';
+import { busContract } from './bus-contract.js';
+
+const log = createLogger('silent');
+
+busContract('memory', async () => new MemoryBus(), false);
+await describeWithService('redis', 'bus', (url) =>
+  busContract('redis', (node) => createRedisBus(url, node, log)),
+);
+await describeWithService('nats', 'bus', (url) =>
+  busContract('nats', (node) => createNatsBus(url, node, log)),
+);

@@ -1,0 +1,517 @@
+import { describe, expect, it } from 'vitest';
+import { fingerprintPush, type PushRequest } from '../../src/domain/message.js';
+import type { PersistItem, Store } from '../../src/store/store.js';
+
+let counter = 0;
+/** A fresh app id per test keeps tests independent on a shared database. */
+const freshApp = () => `app${Date.now().toString(36)}${(counter++).toString(36)}`;
+
+function item(
+  appId: string,
+  req: Partial<PushRequest> & Pick<PushRequest, 'to'>,
+  extra: Partial<PersistItem> = {},
+): PersistItem {
+  const data = req.data ?? { n: counter };
+  const request: PushRequest = {
+    id: null,
+    type: 'message',
+    platforms: null,
+    ttl: null,
+    ...req,
+    data,
+    dataJson: JSON.stringify(data),
+  };
+  return {
+    appId,
+    request,
+    fingerprint: fingerprintPush(request),
+    messageId: request.id ?? `gen-${counter++}-${Math.random()}`,
+    timestamp: Date.now(),
+    onlineUsers: null,
+    connectionCount: 0,
+    ...extra,
+  };
+}
+
+/**
+ * The store contract (src/store/store.ts), as a function of a driver factory: every driver
+ * runs exactly this suite.
+ */
+export function storeContract(name: string, makeStore: () => Promise<Store>): void {
+  describe(`store contract: ${name}`, () => {
+    const withStore = async (fn: (store: Store, app: string) => Promise<void>) => {
+      const store = await makeStore();
+      try {
+        await fn(store, freshApp());
+      } finally {
+        await store.close();
+      }
+    };
+
+    it('assigns per-user seqs without gaps or duplicates, in item order, within and across batches', () =>
+      withStore(async (store, app) => {
+        const first = await store.persistPushes([
+          item(app, { to: { users: ['u1', 'u2'] } }),
+          item(app, { to: { users: ['u1'] } }),
+          item(app, { to: { users: ['u2', 'u1'] } }),
+        ]);
+        const seqsOf = (o: (typeof first)[number], u: string) =>
+          o.kind === 'stored' ? o.recipients.find((r) => r.user === u)?.seq : undefined;
+        expect(first.map((o) => seqsOf(o, 'u1'))).toEqual([1, 2, 3]);
+        expect(first.map((o) => seqsOf(o, 'u2'))).toEqual([1, undefined, 2]);
+        const second = await store.persistPushes([item(app, { to: { users: ['u1'] } })]);
+        expect(seqsOf(second[0]!, 'u1')).toBe(4);
+        expect(await store.lastSeq(app, 'u1')).toBe(4);
+        expect(await store.lastSeq(app, 'nobody')).toBe(0);
+      }));
+
+    it('is idempotent per (app, id): duplicate returns the first result, a different body conflicts', () =>
+      withStore(async (store, app) => {
+        const a = item(app, { id: 'same', to: { users: ['u1', 'u2'] }, data: { x: 1 } });
+        const [stored] = await store.persistPushes([a]);
+        expect(stored!.kind).toBe('stored');
+        const [dup, conflict, inBatchDup] = await store.persistPushes([
+          a,
+          item(app, { id: 'same', to: { users: ['u1'] }, data: { x: 2 } }),
+          a,
+        ]);
+        expect(dup).toEqual({ kind: 'duplicate', id: 'same', recipients: 2 });
+        expect(conflict).toEqual({ kind: 'conflict', id: 'same' });
+        expect(inBatchDup!.kind).toBe('duplicate');
+        // Another app may use the same id.
+        const [other] = await store.persistPushes([item(`${app}x`, { id: 'same', to: { users: ['u1'] } })]);
+        expect(other!.kind).toBe('stored');
+        expect(await store.lastSeq(app, 'u1')).toBe(1);
+      }));
+
+    it('dedupes duplicates inside one batch (concurrent pushes with one id store one message)', () =>
+      withStore(async (store, app) => {
+        const a = item(app, { id: 'c1', to: { users: ['u1'] } });
+        const outcomes = await store.persistPushes([a, a, a]);
+        expect(outcomes.map((o) => o.kind)).toEqual(['stored', 'duplicate', 'duplicate']);
+        expect(await store.lastSeq(app, 'u1')).toBe(1);
+      }));
+
+    it('backlog: unacked messages in seq order; since: everything after a seq; acks are cumulative and per id', () =>
+      withStore(async (store, app) => {
+        const items = Array.from({ length: 5 }, (_, i) =>
+          item(app, { id: `m${i + 1}`, to: { users: ['u'] } }),
+        );
+        await store.persistPushes(items);
+        const read = (afterSeq: number, unackedOnly: boolean) =>
+          store
+            .readUserMessages({ appId: app, userId: 'u', afterSeq, unackedOnly, limit: 100, now: Date.now() })
+            .then((rows) => rows.map((r) => r.seq));
+        expect(await read(0, true)).toEqual([1, 2, 3, 4, 5]);
+        const at = Date.now();
+        const [acked] = await store.applyDeliveryUpdates([
+          { kind: 'ack_upto', appId: app, userId: 'u', device: 'd', seq: 2, at },
+        ]);
+        expect(acked).toBe(2);
+        const [byId] = await store.applyDeliveryUpdates([
+          { kind: 'ack_ids', appId: app, userId: 'u', device: 'd', ids: ['m4', 'unknown'], at },
+        ]);
+        expect(byId).toBe(1);
+        expect(await read(0, true)).toEqual([3, 5]);
+        expect(await read(2, false)).toEqual([3, 4, 5]);
+        // Acking again moves nothing: statuses never go back or double count.
+        const [again] = await store.applyDeliveryUpdates([
+          { kind: 'ack_upto', appId: app, userId: 'u', device: 'd', seq: 2, at },
+        ]);
+        expect(again).toBe(0);
+      }));
+
+    it('device-targeted deliveries are acked only by their devices', () =>
+      withStore(async (store, app) => {
+        await store.persistPushes([item(app, { to: { devices: [{ user: 'u', device: 'd2' }] } })]);
+        const at = Date.now();
+        const [n1] = await store.applyDeliveryUpdates([
+          { kind: 'ack_upto', appId: app, userId: 'u', device: 'd1', seq: 1, at },
+        ]);
+        const [n2] = await store.applyDeliveryUpdates([
+          { kind: 'ack_upto', appId: app, userId: 'u', device: 'd2', seq: 1, at },
+        ]);
+        expect([n1, n2]).toEqual([0, 1]);
+      }));
+
+    it('status: pending → sent → acked, shown per recipient with timestamps', () =>
+      withStore(async (store, app) => {
+        await store.persistPushes([item(app, { id: 's1', to: { users: ['u1', 'u2'] } })]);
+        await store.applyDeliveryUpdates([
+          { kind: 'sent', appId: app, userId: 'u1', seqs: [1], at: 1000, retryAt: 2000 },
+        ]);
+        await store.applyDeliveryUpdates([
+          { kind: 'ack_upto', appId: app, userId: 'u1', device: 'd', seq: 1, at: 2000 },
+        ]);
+        await store.applyDeliveryUpdates([
+          { kind: 'sent', appId: app, userId: 'u1', seqs: [1], at: 3000, retryAt: 4000 },
+        ]);
+        const status = await store.getMessageStatus(app, 's1', Date.now());
+        expect(status?.recipients).toEqual([
+          { user: 'u1', seq: 1, status: 'acked', retries: 0, sent_at: 1000, acked_at: 2000 },
+          { user: 'u2', seq: 1, status: 'pending', retries: 0, sent_at: null, acked_at: null },
+        ]);
+        expect(await store.getMessageStatus(app, 'nope', Date.now())).toBeUndefined();
+        expect(await store.getMessageStatus(`${app}x`, 's1', Date.now())).toBeUndefined();
+      }));
+
+    it('recent messages: newest first, per app or all, with status counts and the first recipients', () =>
+      withStore(async (store, app) => {
+        const other = `${app}o`;
+        await store.persistPushes([
+          item(app, { id: 'r1', to: { users: ['u3', 'u1', 'u2'] }, data: { n: 1 } }),
+          item(app, { id: 'r2', to: { topic: 'room:1' } }),
+        ]);
+        await store.persistPushes([item(other, { id: 'r3', to: { users: ['u1'] } })]);
+        await store.applyDeliveryUpdates([
+          { kind: 'sent', appId: app, userId: 'u1', seqs: [1], at: 1000, retryAt: 2000 },
+          { kind: 'sent', appId: app, userId: 'u2', seqs: [1], at: 1000, retryAt: 2000 },
+          { kind: 'ack_upto', appId: app, userId: 'u2', device: 'd', seq: 1, at: 1500 },
+        ]);
+        const now = Date.now();
+        const mine = await store.listRecentMessages({ appId: app, limit: 10, maxRecipients: 2, now });
+        expect(mine.map((m) => m.id)).toEqual(['r2', 'r1']);
+        const r1 = mine[1]!;
+        expect(r1).toMatchObject({ app, type: 'message', data: { n: 1 }, to: { users: ['u3', 'u1', 'u2'] } });
+        expect(r1.recipients_total).toBe(3);
+        expect(r1.status_counts).toEqual({ pending: 1, sent: 1, acked: 1, failed: 0, expired: 0 });
+        expect(r1.recipients).toEqual([
+          { user: 'u1', seq: 1, status: 'sent', retries: 0, sent_at: 1000, acked_at: null },
+          { user: 'u2', seq: 1, status: 'acked', retries: 0, sent_at: 1000, acked_at: 1500 },
+        ]);
+        expect(mine[0]).toMatchObject({ topic: 'room:1', offset: 1, recipients: [], recipients_total: 0 });
+        expect((await store.listRecentMessages({ appId: app, limit: 1, maxRecipients: 5, now })).length).toBe(
+          1,
+        );
+        expect(await store.listRecentMessages({ appId: app, limit: 0, maxRecipients: 5, now })).toEqual([]);
+        const all = await store.listRecentMessages({ appId: null, limit: 3, maxRecipients: 5, now });
+        expect(all.map((m) => [m.app, m.id])).toEqual([
+          [other, 'r3'],
+          [app, 'r2'],
+          [app, 'r1'],
+        ]);
+      }));
+
+    it('retries: sent deliveries come due at retryAt; resent, failed and disarmed as the scheduler says', () =>
+      withStore(async (store, app) => {
+        const t = Date.now();
+        await store.persistPushes([1, 2, 3, 4].map((i) => item(app, { id: `r${i}`, to: { users: ['u'] } })));
+        await store.applyDeliveryUpdates([
+          { kind: 'sent', appId: app, userId: 'u', seqs: [1, 2, 3, 4], at: t, retryAt: t + 100 },
+        ]);
+        await store.applyDeliveryUpdates([
+          { kind: 'ack_upto', appId: app, userId: 'u', device: 'd', seq: 1, at: t },
+        ]);
+        const mine = async (now: number) =>
+          (await store.dueRetries(now, 1000))
+            .filter((d) => d.message.appId === app)
+            .map((d) => [d.seq, d.retries]);
+        expect(await mine(t + 99)).toEqual([]);
+        expect(await mine(t + 100)).toEqual([
+          [2, 0],
+          [3, 0],
+          [4, 0],
+        ]);
+        await store.updateRetries([
+          { kind: 'resent', appId: app, userId: 'u', seq: 2, nextRetryAt: t + 500 },
+          { kind: 'failed', appId: app, userId: 'u', seq: 3 },
+          { kind: 'disarm', appId: app, userId: 'u', seq: 4 },
+        ]);
+        expect(await mine(t + 499)).toEqual([]);
+        expect(await mine(t + 500)).toEqual([[2, 1]]);
+        const status = await store.getMessageStatus(app, 'r3', t);
+        expect(status?.recipients[0]).toMatchObject({ status: 'failed' });
+        // A disarmed delivery is re-armed when it is written again (reconnect backlog).
+        await store.applyDeliveryUpdates([
+          { kind: 'sent', appId: app, userId: 'u', seqs: [4], at: t + 600, retryAt: t + 700 },
+        ]);
+        expect(await mine(t + 700)).toEqual([
+          [2, 1],
+          [4, 0],
+        ]);
+        // Acked deliveries never come due, and a failed one is not moved back by a resend decision.
+        await store.updateRetries([{ kind: 'resent', appId: app, userId: 'u', seq: 3, nextRetryAt: t }]);
+        expect((await store.getMessageStatus(app, 'r3', t))?.recipients[0]).toMatchObject({
+          status: 'failed',
+          retries: 0,
+        });
+      }));
+
+    it('ttl: expired deliveries are never read and show expired; ttl 0 expires offline recipients at once', () =>
+      withStore(async (store, app) => {
+        const past = Date.now() - 10_000;
+        await store.persistPushes([
+          item(app, { id: 't1', to: { users: ['u'] }, ttl: 1 }, { timestamp: past }),
+          item(
+            app,
+            { id: 't0', to: { users: ['u', 'online'] }, ttl: 0 },
+            { onlineUsers: new Set(['online']) },
+          ),
+          item(app, { id: 'keep', to: { users: ['u'] } }),
+        ]);
+        const now = Date.now();
+        const rows = await store.readUserMessages({
+          appId: app,
+          userId: 'u',
+          afterSeq: 0,
+          unackedOnly: true,
+          limit: 10,
+          now,
+        });
+        expect(rows.map((r) => r.message.id)).toEqual(['keep']);
+        expect((await store.getMessageStatus(app, 't1', now))?.recipients[0]?.status).toBe('expired');
+        const t0 = await store.getMessageStatus(app, 't0', now);
+        expect(t0?.recipients.map((r) => [r.user, r.status])).toEqual([
+          ['online', 'pending'],
+          ['u', 'expired'],
+        ]);
+        // ttl 0 deliveries are live-only: never part of a backlog.
+        const online = await store.readUserMessages({
+          appId: app,
+          userId: 'online',
+          afterSeq: 0,
+          unackedOnly: true,
+          limit: 10,
+          now,
+        });
+        expect(online).toEqual([]);
+        expect(await store.expireDue(now, 100)).toBeGreaterThanOrEqual(1);
+      }));
+
+    it('read cursor never moves back and is clamped to the newest seq; unread counts non-expired', () =>
+      withStore(async (store, app) => {
+        await store.persistPushes([1, 2, 3].map(() => item(app, { to: { users: ['u'] } })));
+        expect(await store.readUnread(app, 'u', Date.now())).toEqual({ count: 3, last_read_seq: 0 });
+        expect(await store.applyDeliveryUpdates([{ kind: 'read', appId: app, userId: 'u', seq: 2 }])).toEqual(
+          [2],
+        );
+        expect(await store.applyDeliveryUpdates([{ kind: 'read', appId: app, userId: 'u', seq: 1 }])).toEqual(
+          [2],
+        );
+        expect(
+          await store.applyDeliveryUpdates([{ kind: 'read', appId: app, userId: 'u', seq: 99 }]),
+        ).toEqual([3]);
+        expect(await store.readUnread(app, 'u', Date.now())).toEqual({ count: 0, last_read_seq: 3 });
+      }));
+
+    it('topic and $all messages get per-topic offsets and no deliveries', () =>
+      withStore(async (store, app) => {
+        const out = await store.persistPushes([
+          item(app, { to: { all: true } }, { connectionCount: 7 }),
+          item(app, { to: { all: true } }),
+          item(app, { id: 'room', to: { topic: 'room:1' } }),
+        ]);
+        const offsets = out.map((o) => (o.kind === 'stored' ? [o.message.topic, o.message.offset] : null));
+        expect(offsets).toEqual([
+          ['$all', 1],
+          ['$all', 2],
+          ['room:1', 1],
+        ]);
+        const dup = await store.persistPushes([item(app, { to: { all: true } }, { connectionCount: 7 })]);
+        expect(dup[0]!.kind).toBe('stored');
+        const status = await store.getMessageStatus(app, 'room', Date.now());
+        expect(status).toMatchObject({ topic: 'room:1', offset: 1, recipients: [] });
+      }));
+
+    it('topic history pages by offset and honours retention by count and age, for readers and the pruner', () =>
+      withStore(async (store, app) => {
+        const now = Date.now();
+        await store.persistPushes(
+          Array.from({ length: 10 }, (_, i) =>
+            item(app, { id: `t${i + 1}`, to: { topic: 'news' } }, { timestamp: i < 2 ? now - 100_000 : now }),
+          ),
+        );
+        expect(await store.topicOffset(app, 'news')).toBe(10);
+        const page = (q: Partial<Parameters<Store['readTopicHistory']>[0]>) =>
+          store
+            .readTopicHistory({
+              appId: app,
+              topic: 'news',
+              keepCount: 1000,
+              keepSince: 0,
+              afterOffset: null,
+              beforeOffset: null,
+              limit: 3,
+              forward: false,
+              now,
+              ...q,
+            })
+            .then((r) => [r.rows.map((m) => m.offset), r.hasMore]);
+        expect(await page({})).toEqual([[8, 9, 10], true]);
+        expect(await page({ beforeOffset: 3 })).toEqual([[1, 2], false]);
+        expect(await page({ afterOffset: 6, forward: true })).toEqual([[7, 8, 9], true]);
+        expect(await page({ afterOffset: 9, forward: true })).toEqual([[10], false]);
+        // Retention: newest 5 by count, nothing older than 50 s by age.
+        expect(await page({ keepCount: 5, limit: 100, forward: true, afterOffset: 0 })).toEqual([
+          [6, 7, 8, 9, 10],
+          false,
+        ]);
+        expect(await page({ keepSince: now - 50_000, limit: 100, forward: true, afterOffset: 0 })).toEqual([
+          [3, 4, 5, 6, 7, 8, 9, 10],
+          false,
+        ]);
+        expect(await store.pruneTopics(5, now - 50_000)).toBe(5);
+        expect(await page({ limit: 100, forward: true, afterOffset: 0 })).toEqual([[6, 7, 8, 9, 10], false]);
+      }));
+
+    it('user history pages forward and backward with has_more, filters by time, and shows statuses', () =>
+      withStore(async (store, app) => {
+        const base = Date.now() - 10_000;
+        await store.persistPushes(
+          Array.from({ length: 6 }, (_, i) =>
+            item(app, { id: `h${i + 1}`, to: { users: ['u'] } }, { timestamp: base + i * 1000 }),
+          ),
+        );
+        await store.applyDeliveryUpdates([
+          { kind: 'ack_upto', appId: app, userId: 'u', device: 'd', seq: 2, at: base },
+        ]);
+        const page = (q: Partial<Parameters<Store['readUserHistory']>[0]>) =>
+          store
+            .readUserHistory({
+              appId: app,
+              userId: 'u',
+              afterSeq: null,
+              beforeSeq: null,
+              from: null,
+              to: null,
+              limit: 4,
+              forward: false,
+              includeExpired: true,
+              now: Date.now(),
+              ...q,
+            })
+            .then((r) => [r.rows.map((x) => x.seq), r.hasMore]);
+        expect(await page({})).toEqual([[3, 4, 5, 6], true]);
+        expect(await page({ beforeSeq: 3 })).toEqual([[1, 2], false]);
+        expect(await page({ afterSeq: 1, forward: true, limit: 2 })).toEqual([[2, 3], true]);
+        expect(await page({ afterSeq: 4, forward: true })).toEqual([[5, 6], false]);
+        expect(await page({ from: base + 1000, to: base + 3000, limit: 100 })).toEqual([[2, 3, 4], false]);
+        const rows = await store.readUserHistory({
+          appId: app,
+          userId: 'u',
+          afterSeq: null,
+          beforeSeq: 3,
+          from: null,
+          to: null,
+          limit: 10,
+          forward: false,
+          includeExpired: true,
+          now: Date.now(),
+        });
+        expect(rows.rows.map((r) => r.status)).toEqual(['acked', 'acked']);
+      }));
+
+    it('prunes messages past retention together with their deliveries', () =>
+      withStore(async (store, app) => {
+        const old = Date.now() - 100_000;
+        await store.persistPushes([
+          item(app, { id: 'old', to: { users: ['u'] } }, { timestamp: old }),
+          item(app, { id: 'new', to: { users: ['u'] } }),
+        ]);
+        expect(await store.pruneBefore(Date.now() - 50_000, 1000)).toBeGreaterThanOrEqual(1);
+        expect(await store.getMessageStatus(app, 'old', Date.now())).toBeUndefined();
+        const rows = await store.readUserMessages({
+          appId: app,
+          userId: 'u',
+          afterSeq: 0,
+          unackedOnly: false,
+          limit: 10,
+          now: Date.now(),
+        });
+        expect(rows.map((r) => r.message.id)).toEqual(['new']);
+      }));
+
+    it('records connections online/offline and marks stale or dead-node rows offline', () =>
+      withStore(async (store, app) => {
+        const node = `node-${app}`;
+        await store.recordConnections([
+          {
+            kind: 'open',
+            connectionId: `${app}-c1`,
+            appId: app,
+            userId: 'u',
+            device: 'd',
+            platform: 'web',
+            node,
+            at: 1000,
+          },
+          {
+            kind: 'open',
+            connectionId: `${app}-c2`,
+            appId: app,
+            userId: 'u',
+            device: 'd2',
+            platform: 'web',
+            node,
+            at: 1000,
+          },
+        ]);
+        await store.recordConnections([{ kind: 'close', connectionId: `${app}-c1`, at: 2000 }]);
+        expect(await store.markNodeOffline(node, 3000)).toBe(1);
+        expect(await store.markNodeOffline(node, 3000)).toBe(0);
+        await store.ping();
+      }));
+
+    it('presence across nodes: fresh online rows of other nodes; stale rows swept, never this node’s own', () =>
+      withStore(async (store, app) => {
+        const open = (id: string, userId: string, node: string, at: number) => ({
+          kind: 'open' as const,
+          connectionId: `${app}-${id}`,
+          appId: app,
+          userId,
+          device: id,
+          platform: 'web',
+          node,
+          at,
+        });
+        const [me, other, dead] = [`${app}-me`, `${app}-other`, `${app}-dead`];
+        await store.recordConnections([
+          open('m1', 'u', me, 5000),
+          open('o1', 'u', other, 5000),
+          open('o2', 'v', other, 5000),
+          open('o3', 'u', other, 5000),
+          open('d1', 'u', dead, 1000),
+        ]);
+        await store.recordConnections([{ kind: 'close', connectionId: `${app}-o3`, at: 5500 }]);
+        const remote = await store.remoteConnections(app, ['u', 'v', 'w'], me, 4000);
+        expect(remote.map((r) => [r.user_id, r.connection_id, r.node]).sort()).toEqual([
+          ['u', `${app}-o1`, other],
+          ['v', `${app}-o2`, other],
+        ]);
+        expect(remote[0]).toMatchObject({
+          device: expect.any(String),
+          platform: 'web',
+          connected_at: 5000,
+          last_heartbeat: 5000,
+        });
+        expect(await store.remoteConnections(app, [], me, 0)).toEqual([]);
+
+        // The dead node's row (heartbeat 1000) is swept; this node's equally old row would not be.
+        await store.touchConnections(other, 9000);
+        expect(await store.markStaleOffline(4000, 9500, me)).toBe(1);
+        expect((await store.remoteConnections(app, ['u'], me, 0)).map((r) => r.node)).toEqual([other]);
+        expect(await store.markStaleOffline(99_999, 9500, me)).toBe(2); // other's two rows, never me's
+        expect(await store.remoteConnections(app, ['u'], other, 0)).toEqual([
+          expect.objectContaining({ connection_id: `${app}-m1`, node: me }),
+        ]);
+      }));
+
+    it('apps: save, update and list', () =>
+      withStore(async (store, app) => {
+        const rec = {
+          appId: app,
+          secretHash: 'h',
+          secretSalt: 's',
+          jwtAlg: 'HS256',
+          jwtKey: 'k',
+          createdAt: 1,
+          updatedAt: 1,
+        };
+        await store.saveApp(rec);
+        await store.saveApp({ ...rec, secretHash: 'h2', updatedAt: 2 });
+        expect(await store.getApp(app)).toEqual({ ...rec, secretHash: 'h2', updatedAt: 2 });
+        expect((await store.listApps()).some((a) => a.appId === app)).toBe(true);
+        expect(await store.getApp(`${app}-missing`)).toBeUndefined();
+      }));
+  });
+}

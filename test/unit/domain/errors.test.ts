@@ -1,0 +1,32 @@
+import { describe, expect, it } from 'vitest';
+import { ERRORS, PushError, toErrorBody } from '../../../src/domain/errors.js';
+
+const WIRE_CODES = [
+  'bad_request',
+  'unauthorized',
+  'forbidden',
+  'not_found',
+  'method_not_allowed',
+  'conflict',
+  'payload_too_large',
+  'rate_limited',
+  'internal',
+  'unavailable',
+  'unknown_op',
+  'kicked',
+];
+
+describe('error registry', () => {
+  it.each(Object.entries(ERRORS))('%s has a documented status, wire code and doc line', (code, spec) => {
+    expect([200, 400, 401, 403, 404, 405, 409, 413, 429, 500, 503]).toContain(spec.status);
+    expect(WIRE_CODES).toContain(spec.wire);
+    expect(spec.doc.length).toBeGreaterThan(5);
+    const body = toErrorBody(new PushError(code as keyof typeof ERRORS, 'why'));
+    expect(body).toEqual({ error: { code: spec.wire, message: 'why' } });
+  });
+
+  it('close codes are the ones API.md lists', () => {
+    const closeCodes = Object.values(ERRORS).flatMap((s) => ('closeCode' in s ? [s.closeCode] : []));
+    for (const c of closeCodes) expect([1008, 1011, 4001, 4003, 4008, 4009]).toContain(c);
+  });
+});

@@ -1,0 +1,82 @@
+import { describe, expect, it } from 'vitest';
+import type { StoredMessage } from '../../../src/domain/message.js';
+import { Hub } from '../../../src/gateway/hub.js';
+import { LIVE, Session, type Transport } from '../../../src/gateway/session.js';
+
+const message = (id: string): StoredMessage => ({
+  appId: 'a',
+  id,
+  type: 'message',
+  timestamp: 0,
+  ttl: null,
+  expiresAt: null,
+  dataJson: '{}',
+  platforms: null,
+  topic: null,
+  offset: null,
+});
+
+describe('hub: ordering when messages of one user arrive out of seq order', () => {
+  it('reports the gap, holds the later message, and releases it after the repair in seq order', async () => {
+    const sent: string[] = [];
+    const transport: Transport = {
+      send: (d) => void sent.push(String(d)),
+      bufferedAmount: 0,
+      ping: () => {},
+      close: () => {},
+      terminate: () => {},
+    };
+    const gaps: Session[] = [];
+    const hub = new Hub(
+      'n1',
+      { coalesceMs: 0, maxSendBufferBytes: 1 << 20 },
+      {
+        onWritten: () => {},
+        onRegistered: () => {},
+        onUnregistered: () => {},
+        onClosedByServer: () => {},
+        onGap: (s) => void gaps.push(s),
+      },
+    );
+    const s = new Session('c1', 'a', 'u', 'd', 'web', transport, Date.now() + 60_000, null, 0, 100);
+    hub.register(s);
+    s.state = LIVE;
+    s.lastSeq = 1;
+    hub.deliverToUsers(message('m3'), [{ user: 'u', seq: 3, devices: null }]);
+    expect(gaps).toEqual([s]);
+    // The repair (a store replay) sends seq 2 and moves lastSeq; then the held seq 3 goes out.
+    s.lastSeq = 2;
+    hub.goLive(s);
+    await new Promise((r) => setImmediate(r));
+    expect(sent.map((f) => JSON.parse(f).seq)).toEqual([3]);
+  });
+});
+
+describe('session: a hold that skips a seq is not released', () => {
+  const transport: Transport = {
+    send: () => {},
+    bufferedAmount: 0,
+    ping: () => {},
+    close: () => {},
+    terminate: () => {},
+  };
+  const holding = (lastSeq: number, seqs: number[]) => {
+    const s = new Session('c1', 'a', 'u', 'd', 'web', transport, Date.now() + 60_000, null, 0, 100);
+    s.lastSeq = lastSeq;
+    s.held = seqs.map((seq) => ({ seq, frame: '{}', timestamp: 0 }));
+    return s;
+  };
+
+  it('sees a hole between lastSeq and the held seqs, or among them, in any arrival order', () => {
+    expect(holding(2, [4]).heldHasHole()).toBe(true);
+    expect(holding(2, [3, 5]).heldHasHole()).toBe(true);
+    expect(holding(2, [5, 3]).heldHasHole()).toBe(true);
+  });
+
+  it('sees none when the held seqs continue lastSeq (or are already covered by it)', () => {
+    expect(holding(2, []).heldHasHole()).toBe(false);
+    expect(holding(2, [4, 3]).heldHasHole()).toBe(false);
+    expect(holding(5, [2, 4, 6]).heldHasHole()).toBe(false);
+    expect(holding(5, [5, 7, 6]).heldHasHole()).toBe(false);
+  });
+});
