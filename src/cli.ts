@@ -21,8 +21,9 @@ Usage:
   message-push app rotate <app-id> [--secret S]
   message-push token --app A --user U [--platform pc] [--ttl 1h] [--topics 'room:*,news']
   message-push send --app A --user U --data '{"title":"hi"}' [--type notification] [--url http://localhost:8080]
-  message-push bench [--quick] [--connections 5000,15000] [--scenarios idle,broadcast,direct,batch,queue,ack]
+  message-push bench [--quick] [--connections 5000,15000] [--scenarios idle,broadcast,direct,store,batch,queue,ack]
                      [--no-peers] [--target http://host:port --app A --secret S] [--source-addresses 8]
+                     [--cpu-prof DIR]
                      [--shards N --db-url mysql://… --bus-url redis://…]
 
 Settings (flags or PUSH_* environment variables): see README "Configuration".`;
@@ -58,6 +59,7 @@ async function main(argv: string[]): Promise<number> {
       'source-addresses': { type: 'string' },
       shards: { type: 'string' },
       out: { type: 'string' },
+      'cpu-prof': { type: 'string' },
     },
   });
   const [command, sub, arg] = positionals;
@@ -99,7 +101,7 @@ async function main(argv: string[]): Promise<number> {
       await runBench({
         quick,
         connections: (values.connections ?? (quick ? '5000' : '5000,15000')).split(',').map(Number),
-        scenarios: (values.scenarios ?? 'idle,broadcast,direct,batch,queue,ack').split(','),
+        scenarios: (values.scenarios ?? 'idle,broadcast,direct,store,batch,queue,ack').split(','),
         peers: values['no-peers'] !== true,
         target: values.target ?? null,
         app: values.app ?? 'bench',
@@ -110,6 +112,7 @@ async function main(argv: string[]): Promise<number> {
         busUrl: config.busUrl,
         queueUrls: config.queue.urls.length > 0 ? [...config.queue.urls] : Object.values(DEFAULT_QUEUE_URLS),
         out: values.out ?? 'bench/results',
+        cpuProfDir: values['cpu-prof'] ?? null,
       });
       return 0;
     }

@@ -44,6 +44,8 @@ export interface BenchOptions {
   busUrl: string;
   /** Brokers for the queue-ingest scenario. */
   queueUrls: string[];
+  /** Where the message-push server processes write V8 CPU profiles (`--cpu-prof`), or null. */
+  cpuProfDir: string | null;
 }
 
 interface Row {
@@ -117,7 +119,8 @@ async function startPush(options: BenchOptions, extraEnv: Record<string, string>
   const port = 20000 + Math.floor(Math.random() * 20000);
   const sharded = options.shards > 1;
   const dbUrl = sharded ? benchDatabase(options.dbUrl) : '';
-  const child = spawn(process.execPath, [CLI, 'start'], {
+  const prof = options.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', options.cpuProfDir] : [];
+  const child = spawn(process.execPath, [...prof, CLI, 'start'], {
     env: {
       ...process.env,
       PUSH_APPS: `${APP}:${SECRET}`,
@@ -433,6 +436,8 @@ async function direct(options: BenchOptions, rows: Row[]): Promise<void> {
     for (const rate of rates) {
       workers.reset();
       await sleep(300);
+      const cpu0 = target.pid ? procStats(target.pid).cpuMs : Number.NaN;
+      const own0 = process.cpuUsage();
       const sent = await pace(rate, stepMs, () =>
         httpJson(
           `${base}/v1/push`,
@@ -441,6 +446,10 @@ async function direct(options: BenchOptions, rows: Row[]): Promise<void> {
           auth,
         ),
       );
+      // CPU of the pacing window only: the server's per push, and the load generator's share
+      // (it runs on the same two cores, so its cost is part of every latency figure here).
+      const serverCpuMs = (target.pid ? procStats(target.pid).cpuMs : Number.NaN) - cpu0;
+      const own = process.cpuUsage(own0);
       await sleep(1000);
       const got = await workers.collect();
       const sorted = got.latencies.sort((a, b) => a - b);
@@ -454,6 +463,8 @@ async function direct(options: BenchOptions, rows: Row[]): Promise<void> {
         'p99 ms': pct(sorted, 99),
         'max ms': sorted[sorted.length - 1] ?? Number.NaN,
         delivered: `${got.received}/${sent.ok}`,
+        'server CPU µs/push': round((serverCpuMs * 1000) / Math.max(1, sent.ok), 1),
+        'sender CPU %': round(((own.user + own.system) / 1000 / stepMs) * 100, 1),
       };
       rows.push(row);
       const ok = got.received >= sent.ok * 0.999 && sent.ok >= rate * (stepMs / 1000) * 0.95;
@@ -698,6 +709,11 @@ export async function runBench(options: BenchOptions): Promise<void> {
   if (options.scenarios.includes('direct')) {
     process.stderr.write('- direct\n');
     await direct(options, rows);
+  }
+  if (options.scenarios.includes('store') && !options.target) {
+    process.stderr.write('- store-write\n');
+    const { storeWrite } = await import('./store-write.js');
+    rows.push(...(await storeWrite(options.quick)));
   }
   if (options.scenarios.includes('batch')) {
     process.stderr.write('- batch-ingest\n');
