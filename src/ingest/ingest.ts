@@ -1,6 +1,6 @@
-import { randomUUID } from 'node:crypto';
 import type { Router } from '../delivery/router.js';
 import { PushError } from '../domain/errors.js';
+import { newMessageId } from '../domain/ids.js';
 import {
   fingerprintPush,
   type PushRequest,
@@ -45,7 +45,7 @@ export class Ingest {
       request,
       // Only a client-chosen id can be repeated; a generated one's fingerprint is never compared.
       fingerprint: request.id === null ? '' : fingerprintPush(request),
-      messageId: request.id ?? randomUUID(),
+      messageId: request.id ?? newMessageId(),
       timestamp: Date.now(),
       onlineUsers: online,
       connectionCount: recipients,

@@ -298,13 +298,7 @@ export class SqliteStore extends SqlStore {
   }
 
   async expireDue(now: number, limit: number): Promise<number> {
-    const r = await sql`
-      update deliveries set status = 4
-      where rowid in (
-        select rowid from deliveries
-        where expires_at <= ${now} and status in (0, 1, 3) and live_only = 0
-        limit ${limit})`.execute(this.db);
-    return Number(r.numAffectedRows ?? 0);
+    return this.locked(() => this.stmts.expireDue.run(now, limit).changes);
   }
 }
 
@@ -329,16 +323,46 @@ const FALLBACK_CHECKPOINT_PAGES = 16_000;
 const TOUCH_SLICE = 250;
 
 const UNACKED_SQL = `(${PENDING}, ${SENT}, ${STATUS_CODE.failed})`;
+/**
+ * The backlog index holds only rows with `acked_at is null` (see the migration); a query uses
+ * it only when its WHERE repeats that term. Redundant with the status filters it goes with.
+ */
+const NOT_ACKED = 'acked_at is null';
+/**
+ * Named, because without statistics the planner prefers the primary key, whose range covers
+ * the user's whole acked history (an ack or a connect without `since` would walk all of it).
+ */
+const UNACKED_INDEX = 'indexed by deliveries_backlog';
 
 /** A user's stored messages after a seq, in seq order; the same filter as `SqlStore.readUserMessages`. */
-function backlogSql(statusFilter: string): string {
+function backlogSql(statusFilter: string, index = ''): string {
   return `select d.seq, d.devices, m.app_id, m.msg_id, m.type, m.timestamp, m.ttl, m.expires_at, m.data,
       m.platforms, m.topic, m.topic_offset
-    from deliveries d inner join messages m on m.pk = d.message_pk
+    from deliveries d ${index} inner join messages m on m.pk = d.message_pk
     where d.app_id = ? and d.user_id = ? and d.seq > ? and d.live_only = 0
       and (d.expires_at is null or d.expires_at > ?) and ${statusFilter}
     order by d.seq limit ?`;
 }
+
+/**
+ * Statements whose speed depends on the index they run on: a user's unacked rows, and the
+ * rows the TTL sweep may still expire (never the whole past). The contract test checks their plans.
+ */
+export const PLANNED_SQL = {
+  backlogUnacked: backlogSql(`d.${NOT_ACKED} and d.status in ${UNACKED_SQL}`, UNACKED_INDEX),
+  // Unacked, unexpired rows up to seq; device-targeted ones only for their devices (a null
+  // device is the user as a whole).
+  ackUpTo: `update deliveries ${UNACKED_INDEX} set status = ${ACKED}, acked_at = @at
+     where app_id = @app and user_id = @user and seq <= @seq and ${NOT_ACKED} and status in ${UNACKED_SQL}
+       and (expires_at is null or expires_at > @at)
+       and (devices is null or @device is null
+            or exists (select 1 from json_each(deliveries.devices) where value = @device))`,
+  expireDue: `update deliveries set status = ${STATUS_CODE.expired}
+     where (app_id, user_id, seq) in (
+       select app_id, user_id, seq from deliveries
+       where expires_at <= ? and status in ${UNACKED_SQL} and live_only = 0
+       limit ?)`,
+} as const;
 
 function prepareStatements(db: SqliteDatabase.Database) {
   const counter = (table: string, name: string, col: string) =>
@@ -374,23 +398,15 @@ function prepareStatements(db: SqliteDatabase.Database) {
        where app_id = @app and user_id = @user and seq = @seq
          and (status = ${PENDING} or (status = ${SENT} and next_retry_at is null and live_only = 0))`,
     ),
-    // Unacked, unexpired rows up to seq; device-targeted ones only for their devices (a null
-    // device is the user as a whole).
-    ackUpTo: db.prepare(
-      `update deliveries set status = ${ACKED}, acked_at = @at
-       where app_id = @app and user_id = @user and seq <= @seq and status in ${UNACKED_SQL}
-         and (expires_at is null or expires_at > @at)
-         and (devices is null or @device is null
-              or exists (select 1 from json_each(deliveries.devices) where value = @device))`,
-    ),
+    ackUpTo: db.prepare(PLANNED_SQL.ackUpTo),
     ackableByMessage: db.prepare(
       `select seq, devices from deliveries
-       where app_id = ? and user_id = ? and message_pk = ? and status in ${UNACKED_SQL}
+       where app_id = ? and user_id = ? and message_pk = ? and ${NOT_ACKED} and status in ${UNACKED_SQL}
          and (expires_at is null or expires_at > ?)`,
     ),
     ack: db.prepare(
       `update deliveries set status = ${ACKED}, acked_at = ?
-       where app_id = ? and user_id = ? and seq = ? and status in ${UNACKED_SQL}`,
+       where app_id = ? and user_id = ? and seq = ? and ${NOT_ACKED} and status in ${UNACKED_SQL}`,
     ),
     // The read cursor never moves backwards and is clamped to the newest seq.
     moveReadCursor: db.prepare(
@@ -406,7 +422,8 @@ function prepareStatements(db: SqliteDatabase.Database) {
       )
       .pluck(),
     lastSeq: db.prepare('select last_seq from user_state where app_id = ? and user_id = ?').pluck(),
-    backlogUnacked: db.prepare(backlogSql(`d.status in ${UNACKED_SQL}`)),
+    backlogUnacked: db.prepare(PLANNED_SQL.backlogUnacked),
+    expireDue: db.prepare(PLANNED_SQL.expireDue),
     backlogKept: db.prepare(backlogSql(`d.status != ${STATUS_CODE.expired}`)),
     openConnection: db.prepare(
       `insert into connections (connection_id, app_id, user_id, device, platform, node, status,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isValidDeviceId, isValidOpaqueId, isValidTopic } from '../../../src/domain/ids.js';
+import { isValidDeviceId, isValidOpaqueId, isValidTopic, newMessageId } from '../../../src/domain/ids.js';
 import {
   fingerprintPush,
   isAddressed,
@@ -43,6 +43,23 @@ const base: PushRequest = {
   dataJson: '',
   ttl: null,
 };
+
+describe('generated message ids', () => {
+  it('are UUIDv7 strings, unique across pool refills, ordered by the millisecond they were made in', async () => {
+    const first = Array.from({ length: 1000 }, () => newMessageId()); // > one pool of random bytes
+    expect(new Set(first).size).toBe(1000);
+    for (const id of first) {
+      expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      expect(isValidOpaqueId(id)).toBe(true);
+    }
+    const before = Date.now();
+    await new Promise((r) => setTimeout(r, 2));
+    const later = newMessageId();
+    // The first 48 bits are the creation time in ms: a later millisecond sorts after.
+    expect(Number.parseInt(later.replace('-', '').slice(0, 12), 16)).toBeGreaterThan(before);
+    expect([...first, later].sort().at(-1)).toBe(later);
+  });
+});
 
 describe('message domain', () => {
   it('fingerprints ignore key order but not values (idempotency "same body")', () => {
