@@ -36,6 +36,8 @@ const FLUSH_SLICE = 2048;
 
 /** Fan-out frames kept with their built WebSocket frame at most. */
 const MAX_SHARED_FRAMES = 256;
+/** How long a connection's send buffer may stay over PUSH_MAX_SEND_BUFFER before it is cut (4009). */
+export const SLOW_AFTER_MS = 250;
 
 const key = (appId: string, userId: string) => `${appId}\0${userId}`;
 
@@ -253,10 +255,7 @@ export class Hub {
   private write(s: Session, now: number): void {
     const q = s.takeQueue();
     if (q === null || s.state === CLOSED) return;
-    // Too slow = still holding more than the limit of what was written before: the client has
-    // not read it since. Judged before writing, so one large burst (a page of resends) does
-    // not cut a client that reads at full speed; memory stays within the limit plus one flush.
-    if (s.transport.bufferedAmount > this.options.maxSendBufferBytes) {
+    if (this.tooSlow(s, now)) {
       s.transport.close(4009, 'too slow');
       this.events.onClosedByServer(s, 'slow');
       this.unregister(s);
@@ -267,6 +266,23 @@ export class Hub {
       s.transport.send(encodeCoalesced(q.frames));
     }
     this.events.onWritten(s, q.seqs, q.times, now);
+  }
+
+  /**
+   * Too slow = the send buffer stayed over the limit from one write to another SLOW_AFTER_MS
+   * later: the client has not read what was written before. One look was not enough: right
+   * after a large burst (a page of resends, a backlog page) the buffer is over the limit for
+   * a client that reads at full speed, and a push in the next turn cut it (the client, if it
+   * shares the server's process or core, has not run yet). Memory stays within the limit
+   * plus what is written in SLOW_AFTER_MS.
+   */
+  private tooSlow(s: Session, now: number): boolean {
+    if (s.transport.bufferedAmount <= this.options.maxSendBufferBytes) {
+      s.overLimitSince = 0;
+      return false;
+    }
+    if (s.overLimitSince === 0) s.overLimitSince = now;
+    return now - s.overLimitSince >= SLOW_AFTER_MS;
   }
 
   /** Writes a fan-out frame's shared bytes; false when it is not one or the transport cannot take them. */

@@ -54,6 +54,8 @@ export class Session {
   // Held during backlog replay.
   held: { seq: number; frame: string; timestamp: number }[] | null = null;
   heldOverflow = false;
+  /** When a write first found this connection's send buffer over the limit (0: it is not). */
+  overLimitSince = 0;
   /** Topic subscriptions (not `$all`, which every session receives); null while there are none. */
   subs: Map<string, TopicSub> | null = null;
   // Rate limiting (token bucket) and tolerance for bad frames.

@@ -1,6 +1,6 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { StoredMessage } from '../../../src/domain/message.js';
-import { Hub } from '../../../src/gateway/hub.js';
+import { Hub, SLOW_AFTER_MS } from '../../../src/gateway/hub.js';
 import { LIVE, Session, type Transport } from '../../../src/gateway/session.js';
 
 const message = (id: string): StoredMessage => ({
@@ -78,5 +78,60 @@ describe('session: a hold that skips a seq is not released', () => {
     expect(holding(2, [4, 3]).heldHasHole()).toBe(false);
     expect(holding(5, [2, 4, 6]).heldHasHole()).toBe(false);
     expect(holding(5, [5, 7, 6]).heldHasHole()).toBe(false);
+  });
+});
+
+describe('hub: a slow consumer is one whose send buffer stays over the limit', () => {
+  it('writes past a burst that the client is still reading, and cuts with 4009 once over for SLOW_AFTER_MS', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      const sent: number[] = [];
+      const closes: number[] = [];
+      const transport = {
+        send: (d: string | Buffer) => void sent.push(JSON.parse(String(d)).seq),
+        bufferedAmount: 0,
+        ping: () => {},
+        close: (code: number) => void closes.push(code),
+        terminate: () => {},
+      };
+      const slow: string[] = [];
+      const hub = new Hub(
+        'n1',
+        { coalesceMs: 0, maxSendBufferBytes: 1000 },
+        {
+          onWritten: () => {},
+          onRegistered: () => {},
+          onUnregistered: () => {},
+          onClosedByServer: (_s, why) => void slow.push(why),
+          onGap: () => {},
+        },
+      );
+      const s = new Session('c1', 'a', 'u', 'd', 'web', transport, Date.now() + 60_000, null, 0, 100);
+      hub.register(s);
+      s.state = LIVE;
+      let seq = 0;
+      const push = async (advanceMs: number, buffered: number) => {
+        vi.advanceTimersByTime(advanceMs);
+        transport.bufferedAmount = buffered;
+        seq++;
+        hub.deliverToUsers(message(`m${seq}`), [{ user: 'u', seq, devices: null }]);
+        await new Promise((r) => setImmediate(r));
+      };
+
+      await push(0, 50_000); // right after a large burst: over the limit, but only just seen
+      await push(SLOW_AFTER_MS - 1, 40_000); // still over, not yet for SLOW_AFTER_MS
+      await push(1, 0); // it read everything: the clock starts again
+      await push(10, 50_000);
+      await push(SLOW_AFTER_MS - 1, 50_000);
+      expect(sent).toEqual([1, 2, 3, 4, 5]);
+      expect(closes).toEqual([]);
+
+      await push(1, 50_000); // over the limit for SLOW_AFTER_MS: too slow
+      expect(sent).toEqual([1, 2, 3, 4, 5]);
+      expect(closes).toEqual([4009]);
+      expect(slow).toEqual(['slow']);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
