@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { newMessageId } from '../domain/ids.js';
 import { parsePushRequest } from '../ingest/push-request.js';
-import { createSqliteStore } from '../store/sqlite-store.js';
+import { createSqliteStore, type SqliteStore } from '../store/sqlite-store.js';
 import type { DeliveryUpdate, PersistItem } from '../store/store.js';
 
 /** One table row per transaction size (the bench's row shape). */
@@ -51,7 +51,7 @@ export async function storeWrite(quick: boolean): Promise<StoreWriteRow[]> {
 }
 
 async function run(
-  store: Awaited<ReturnType<typeof createSqliteStore>>,
+  store: SqliteStore,
   batch: number,
   n: number,
 ): Promise<{ persistUs: number; sentUs: number; wallMs: number }> {

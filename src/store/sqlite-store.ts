@@ -406,7 +406,7 @@ function prepareStatements(db: SqliteDatabase.Database) {
     ),
     ack: db.prepare(
       `update deliveries set status = ${ACKED}, acked_at = ?
-       where app_id = ? and user_id = ? and seq = ? and ${NOT_ACKED} and status in ${UNACKED_SQL}`,
+       where app_id = ? and user_id = ? and seq = ? and status in ${UNACKED_SQL}`,
     ),
     // The read cursor never moves backwards and is clamped to the newest seq.
     moveReadCursor: db.prepare(
