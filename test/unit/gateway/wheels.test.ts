@@ -27,16 +27,25 @@ const session = (transport: Transport, now: number, exp = now + 3600_000) =>
   new Session('c1', 'a', 'u', 'd', 'web', transport, exp, null, now, 100);
 
 describe('heartbeat wheel (one timer for all connections)', () => {
-  it('pings each session once per interval, spread over slots', () => {
+  it('pings each session once per interval, spread over slots of a few sessions each', () => {
     const wheel = new HeartbeatWheel(32_000, () => {});
-    const fakes = Array.from({ length: 64 }, () => fakeTransport());
+    // A tick every ~20 ms: 1600 slots for a 32 s interval.
+    expect(wheel.slotCount).toBe(1600);
+    expect(wheel.tickMs).toBe(20);
+    const fakes = Array.from({ length: 2 * wheel.slotCount }, () => fakeTransport());
     const t0 = 1_000_000;
     for (const f of fakes) wheel.add(session(f.transport, t0));
-    // One tick visits one slot of 32: about 1/32 of the sessions.
-    wheel.tick(t0 + 1000);
+    // One tick visits one slot: two of the sessions.
+    wheel.tick(t0 + wheel.tickMs);
     expect(fakes.reduce((n, f) => n + f.t.pings, 0)).toBe(2);
-    for (let i = 1; i < 32; i++) wheel.tick(t0 + 1000 * (i + 1));
+    for (let i = 1; i < wheel.slotCount; i++) wheel.tick(t0 + wheel.tickMs * (i + 1));
     expect(fakes.every((f) => f.t.pings === 1)).toBe(true);
+  });
+
+  it('keeps at least 32 slots for short intervals', () => {
+    const wheel = new HeartbeatWheel(320, () => {});
+    expect(wheel.slotCount).toBe(32);
+    expect(wheel.tickMs).toBe(10);
   });
 
   it('reports a session silent for two intervals and keeps answering ones', () => {
@@ -46,7 +55,7 @@ describe('heartbeat wheel (one timer for all connections)', () => {
     const chatty = session(fakeTransport().transport, 0);
     wheel.add(quiet);
     wheel.add(chatty);
-    for (let now = 100; now <= 6600; now += 100) {
+    for (let now = wheel.tickMs; now <= 6600; now += wheel.tickMs) {
       chatty.lastSeen = now; // answers every ping
       wheel.tick(now);
     }
