@@ -23,7 +23,7 @@ Usage:
   message-push send --app A --user U --data '{"title":"hi"}' [--type notification] [--url http://localhost:8080]
   message-push bench [--quick] [--connections 5000,15000] [--scenarios idle,broadcast,direct,store,batch,queue,ack]
                      [--no-peers] [--target http://host:port --app A --secret S] [--source-addresses 8]
-                     [--cpu-prof DIR]
+                     [--cpu-prof DIR] [--rates 1000,2500,5000]
                      [--shards N --db-url mysql://… --bus-url redis://…]
 
 Settings (flags or PUSH_* environment variables): see README "Configuration".`;
@@ -60,6 +60,7 @@ async function main(argv: string[]): Promise<number> {
       shards: { type: 'string' },
       out: { type: 'string' },
       'cpu-prof': { type: 'string' },
+      rates: { type: 'string' },
     },
   });
   const [command, sub, arg] = positionals;
@@ -113,6 +114,7 @@ async function main(argv: string[]): Promise<number> {
         queueUrls: config.queue.urls.length > 0 ? [...config.queue.urls] : Object.values(DEFAULT_QUEUE_URLS),
         out: values.out ?? 'bench/results',
         cpuProfDir: values['cpu-prof'] ?? null,
+        rates: values.rates ? values.rates.split(',').map(Number) : null,
       });
       return 0;
     }

@@ -11,7 +11,7 @@ import { CLOSED, LIVE, OFFER_GAP, OFFER_QUEUED, type Session, type TopicSub } fr
 import { textFrame, writeFrame } from './transports/ws-wire.js';
 
 export interface HubOptions {
-  /** Window in which frames for one connection are merged into one (0 = same event-loop turn). */
+  /** Window in which frames for one connection are merged into one (0 = those routed in the same task). */
   readonly coalesceMs: number;
   /** Unsent bytes per connection before it is closed with 4009. */
   readonly maxSendBufferBytes: number;
@@ -233,7 +233,11 @@ export class Hub {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
     if (this.options.coalesceMs > 0) setTimeout(this.flush, this.options.coalesceMs);
-    else setImmediate(this.flush);
+    // A microtask, not setImmediate: it runs once the current task has routed everything it
+    // has (a persisted batch routes all its pushes in one chain of continuations, so they
+    // still coalesce), without waiting for the next poll phase — that wait was ≈ 1 ms at
+    // 5,000 pushes/s, and the write went out behind every request that arrived meanwhile.
+    else queueMicrotask(this.flush);
   }
 
   private readonly flush = (): void => {

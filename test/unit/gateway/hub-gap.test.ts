@@ -135,3 +135,33 @@ describe('hub: a slow consumer is one whose send buffer stays over the limit', (
     }
   });
 });
+
+describe('hub: when routed frames are written', () => {
+  it('writes what one task routed right after it, frames for one connection merged into one', async () => {
+    const sent: unknown[] = [];
+    const transport: Transport = {
+      send: (d) => void sent.push(JSON.parse(String(d))),
+      bufferedAmount: 0,
+      ping: () => {},
+      close: () => {},
+      terminate: () => {},
+    };
+    const events = {
+      onWritten: () => {},
+      onRegistered: () => {},
+      onUnregistered: () => {},
+      onClosedByServer: () => {},
+      onGap: () => {},
+    };
+    const hub = new Hub('n1', { coalesceMs: 0, maxSendBufferBytes: 1 << 20 }, events);
+    const s = new Session('c1', 'a', 'u', 'd', 'web', transport, Date.now() + 60_000, null, 0, 100);
+    hub.register(s);
+    s.state = LIVE;
+    hub.deliverToUsers(message('m1'), [{ user: 'u', seq: 1, devices: null }]);
+    hub.deliverToUsers(message('m2'), [{ user: 'u', seq: 2, devices: null }]);
+    expect(sent).toEqual([]); // not inside the routing call
+    await Promise.resolve(); // the flush was queued before this continuation: it has run
+    expect(sent).toHaveLength(1);
+    expect((sent[0] as { seq: number }[]).map((f) => f.seq)).toEqual([1, 2]);
+  });
+});
