@@ -7,7 +7,7 @@
  */
 import { type ChildProcess, fork, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,7 +22,6 @@ const CLI = join(HERE, '..', 'cli.js');
 const MAX_SOCKETS_PER_WORKER = 15_000;
 const APP = 'bench';
 const SECRET = randomBytes(16).toString('hex');
-const CLK_TCK = 100;
 
 export interface BenchOptions {
   quick: boolean;
@@ -72,11 +71,18 @@ interface Target {
   stop(): Promise<void>;
 }
 
-/** CPU time and RSS of a process and its children (the workers of a sharded server). */
+/**
+ * CPU time and RSS of a process and its children (the workers of a sharded server). CPU is
+ * the sum of its threads' schedstat run time (ns): /proc/PID/stat counts in 10 ms ticks,
+ * too coarse for a broadcast to 5k sockets (≈ 50 ms of CPU in all).
+ */
 function procStats(pid: number): { cpuMs: number; rss: number } {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  let cpuMs = ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
+  let cpuMs = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      cpuMs += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
+    } catch {} // the thread ended meanwhile
+  }
   let rss = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
   const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
   for (const child of children ? children.split(' ').map(Number) : []) {
@@ -444,6 +450,16 @@ async function direct(options: BenchOptions, rows: Row[]): Promise<void> {
     const auth = `Basic ${Buffer.from(`${options.target ? options.app : APP}:${options.target ? options.secret : SECRET}`).toString('base64')}`;
     const rates = options.rates ?? (options.quick ? [1000, 2500, 5000] : [1000, 2500, 5000, 7500, 10_000]);
     const stepMs = options.quick ? 4000 : 8000;
+    const pushOne = () =>
+      httpJson(
+        `${base}/v1/push`,
+        'POST',
+        { to: { users: [`u${Math.floor(Math.random() * conn.open)}`] }, data: payload() },
+        auth,
+      );
+    // Steady state, not a cold start: 3 s at 1000/s first, unmeasured. The first step used
+    // to start with a few hundred ms of queueing while the push path was still unoptimised.
+    await pace(1000, 3000, pushOne);
     let held10 = 0;
     let held50 = 0;
     for (const rate of rates) {
@@ -455,14 +471,7 @@ async function direct(options: BenchOptions, rows: Row[]): Promise<void> {
       await target.resetLoop();
       const cpu0 = target.pid ? procStats(target.pid).cpuMs : Number.NaN;
       const own0 = process.cpuUsage();
-      const sent = await pace(rate, stepMs, () =>
-        httpJson(
-          `${base}/v1/push`,
-          'POST',
-          { to: { users: [`u${Math.floor(Math.random() * conn.open)}`] }, data: payload() },
-          auth,
-        ),
-      );
+      const sent = await pace(rate, stepMs, pushOne);
       // CPU of the pacing window only: the server's per push, and the load generator's share
       // (it runs on the same two cores, so its cost is part of every latency figure here).
       const serverCpuMs = (target.pid ? procStats(target.pid).cpuMs : Number.NaN) - cpu0;

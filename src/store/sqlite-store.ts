@@ -40,6 +40,8 @@ export class SqliteStore extends SqlStore {
   private prepared: Statements | null = null;
   private readonly persistOps: PersistOps;
   private checkpointer: Checkpointer | null = null;
+  /** A checkpoint asked for by the checkpoint thread is queued behind the connection lock. */
+  private restartPending = false;
 
   constructor(
     db: Kysely<Database>,
@@ -108,7 +110,17 @@ export class SqliteStore extends SqlStore {
   /** Moves WAL checkpoints off the event loop (file databases only). */
   startCheckpointer(path: string): void {
     this.raw.pragma(`wal_autocheckpoint = ${FALLBACK_CHECKPOINT_PAGES}`);
-    this.checkpointer = new Checkpointer(path, CHECKPOINT_INTERVAL_MS);
+    this.checkpointer = new Checkpointer(path, CHECKPOINT_INTERVAL_MS, CHECKPOINT_RESTART_FRAMES, () => {
+      // Between two transactions (the connection lock): what the thread's pass left is a
+      // few hundred frames at most, and the next write starts the WAL over.
+      if (this.restartPending) return;
+      this.restartPending = true;
+      this.locked(() => this.raw.pragma('wal_checkpoint(PASSIVE)'))
+        .catch(() => {}) // best effort, as the thread's own passes
+        .finally(() => {
+          this.restartPending = false;
+        });
+    });
   }
 
   override async close(): Promise<void> {
@@ -316,6 +328,8 @@ type Statements = ReturnType<typeof prepareStatements>;
 
 /** How often the checkpoint thread copies the WAL back into the database. */
 const CHECKPOINT_INTERVAL_MS = 100;
+/** WAL pages (~8 MB) from which the writer checkpoints once itself to restart the WAL (see sqlite-checkpointer). */
+const CHECKPOINT_RESTART_FRAMES = 2_000;
 /** The main connection checkpoints only past this many WAL pages (~64 MB), if the thread lags. */
 const FALLBACK_CHECKPOINT_PAGES = 16_000;
 
