@@ -20,7 +20,8 @@ const RESEND_MS = 60_000;
 /**
  * The SQLite write path alone, in this process: one-user pushes persisted in transactions of
  * 1, 20 and 100 (what the group commit forms at low, moderate and high load), then each
- * batch's "sent" marks in a transaction of their own, as the status writer does. CPU time
+ * batch's "sent" marks in a transaction of their own, as the status writer does, then the
+ * clients' cumulative acks in another. CPU time
  * per push includes the checkpoint thread. A warm-up fills the tables first, so B-tree
  * pages are not all in one place.
  */
@@ -40,6 +41,7 @@ export async function storeWrite(quick: boolean): Promise<StoreWriteRow[]> {
         'batch size': batch,
         'persist µs/push': round(r.persistUs / n),
         'sent mark µs/push': round(r.sentUs / n),
+        'ack µs/push': round(r.ackUs / n),
         'durable msg/s': Math.round((n / r.wallMs) * 1000),
       });
     }
@@ -54,9 +56,10 @@ async function run(
   store: SqliteStore,
   batch: number,
   n: number,
-): Promise<{ persistUs: number; sentUs: number; wallMs: number }> {
+): Promise<{ persistUs: number; sentUs: number; ackUs: number; wallMs: number }> {
   let persistUs = 0;
   let sentUs = 0;
+  let ackUs = 0;
   const started = performance.now();
   for (let done = 0; done < n; done += batch) {
     const items = Array.from({ length: batch }, pushItem);
@@ -64,7 +67,7 @@ async function run(
     const outcomes = await store.persistPushes(items);
     const c1 = process.cpuUsage(c0);
     const at = Date.now();
-    const marks: DeliveryUpdate[] = [];
+    const marks: Extract<DeliveryUpdate, { kind: 'sent' }>[] = [];
     for (const o of outcomes) {
       if (o.kind !== 'stored') continue;
       for (const r of o.recipients) {
@@ -81,10 +84,23 @@ async function run(
     const c2 = process.cpuUsage();
     await store.applyDeliveryUpdates(marks);
     const c3 = process.cpuUsage(c2);
+    // Each client acks what it got, cumulatively, as a WebSocket ack frame does.
+    const acks: DeliveryUpdate[] = marks.map((m) => ({
+      kind: 'ack_upto',
+      appId: m.appId,
+      userId: m.userId,
+      device: 'bench',
+      seq: m.seqs[0]!,
+      at,
+    }));
+    const c4 = process.cpuUsage();
+    await store.applyDeliveryUpdates(acks);
+    const c5 = process.cpuUsage(c4);
     persistUs += c1.user + c1.system;
     sentUs += c3.user + c3.system;
+    ackUs += c5.user + c5.system;
   }
-  return { persistUs, sentUs, wallMs: performance.now() - started };
+  return { persistUs, sentUs, ackUs, wallMs: performance.now() - started };
 }
 
 function pushItem(): PersistItem {

@@ -483,7 +483,7 @@ export abstract class SqlStore implements Store {
     let n = 0;
     for (const chunk of chunks(seqs, 500)) {
       const r = await mine
-        .set({ status: ACKED, acked_at: u.at })
+        .set({ status: ACKED, acked_at: u.at, next_retry_at: null })
         .where('seq', 'in', chunk)
         .where('status', 'in', UNACKED)
         .executeTakeFirst();

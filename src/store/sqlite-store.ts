@@ -366,7 +366,9 @@ export const PLANNED_SQL = {
   backlogUnacked: backlogSql(`d.${NOT_ACKED} and d.status in ${UNACKED_SQL}`, UNACKED_INDEX),
   // Unacked, unexpired rows up to seq; device-targeted ones only for their devices (a null
   // device is the user as a whole).
-  ackUpTo: `update deliveries ${UNACKED_INDEX} set status = ${ACKED}, acked_at = @at
+  // An acked row needs no resend: clearing next_retry_at takes it out of deliveries_retry
+  // (one index delete) instead of moving its entry from (sent, t) to (acked, t) for good.
+  ackUpTo: `update deliveries ${UNACKED_INDEX} set status = ${ACKED}, acked_at = @at, next_retry_at = null
      where app_id = @app and user_id = @user and seq <= @seq and ${NOT_ACKED} and status in ${UNACKED_SQL}
        and (expires_at is null or expires_at > @at)
        and (devices is null or @device is null
@@ -419,7 +421,7 @@ function prepareStatements(db: SqliteDatabase.Database) {
          and (expires_at is null or expires_at > ?)`,
     ),
     ack: db.prepare(
-      `update deliveries set status = ${ACKED}, acked_at = ?
+      `update deliveries set status = ${ACKED}, acked_at = ?, next_retry_at = null
        where app_id = ? and user_id = ? and seq = ? and status in ${UNACKED_SQL}`,
     ),
     // The read cursor never moves backwards and is clamped to the newest seq.

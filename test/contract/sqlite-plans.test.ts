@@ -2,6 +2,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
+import { parsePushRequest } from '../../src/ingest/push-request.js';
 import { createSqliteStore, PLANNED_SQL } from '../../src/store/sqlite-store.js';
 import { tempDir } from '../helpers/server.js';
 
@@ -44,3 +45,47 @@ function placeholders(sql: string): unknown[] {
   if (named.length > 0) return [Object.fromEntries(named.map((n) => [n, 1]))];
   return Array.from(sql.matchAll(/\?/g), () => 1);
 }
+
+describe('sqlite: an acked delivery leaves the resend index', () => {
+  const path = join(dir, 'retry.db');
+
+  it('a sent row is in deliveries_retry until its ack, and not after', async () => {
+    const store = await createSqliteStore({ url: `sqlite:${path}`, sqliteSync: 'normal' });
+    const reader = new Database(path, { readonly: true });
+    const inRetryIndex = () =>
+      Number(
+        reader
+          .prepare(
+            'select count(*) from deliveries indexed by deliveries_retry where next_retry_at is not null',
+          )
+          .pluck()
+          .get(),
+      );
+    try {
+      const [outcome] = await store.persistPushes([
+        {
+          appId: 'a',
+          request: parsePushRequest({ to: { users: ['u1'] }, data: { n: 1 } }, 64 * 1024),
+          fingerprint: '',
+          messageId: 'm1',
+          timestamp: 1000,
+          onlineUsers: null,
+          connectionCount: 1,
+        },
+      ]);
+      expect(outcome?.kind).toBe('stored');
+      await store.applyDeliveryUpdates([
+        { kind: 'sent', appId: 'a', userId: 'u1', seqs: [1], at: 1000, retryAt: 6000 },
+      ]);
+      expect(inRetryIndex()).toBe(1);
+      await store.applyDeliveryUpdates([
+        { kind: 'ack_upto', appId: 'a', userId: 'u1', device: 'd1', seq: 1, at: 2000 },
+      ]);
+      expect(inRetryIndex()).toBe(0);
+      expect(await store.dueRetries(10_000, 10)).toEqual([]);
+    } finally {
+      reader.close();
+      await store.close();
+    }
+  });
+});
