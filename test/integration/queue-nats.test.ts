@@ -426,13 +426,21 @@ describe.skipIf(!existsSync(NATS_SERVER))(
       return cs;
     }
 
-    /** Each user sees every message once after dedupe by id, in publish order; the store holds no copies. */
+    /**
+     * Each user sees every message once after dedupe by id, in publish order; the store holds
+     * no copies. Both are compared at once, so a failure tells whether the store's order (the
+     * consumer) or only the delivered order (the gateway) went wrong.
+     */
     async function expectExactlyOnceInOrder(s: TestServer, cs: TestClient[], prefix: string, all: Push[]) {
       for (let u = 0; u < USERS; u++) {
         const user = `${prefix}-u${u}`;
-        expect(dedupe(await receive(cs[u]!, PER_USER))).toEqual(idsFor(user, all));
+        const received = dedupe(await receive(cs[u]!, PER_USER));
         const history = await s.api('GET', `/v1/users/${user}/messages?after_seq=0&limit=1000`);
-        expect(history.body.messages.map((m: any) => m.id)).toEqual(idsFor(user, all));
+        const expected = idsFor(user, all);
+        expect({ received, stored: history.body.messages.map((m: any) => m.id) }).toEqual({
+          received: expected,
+          stored: expected,
+        });
       }
     }
 
