@@ -64,10 +64,12 @@ interface Target {
   url: string;
   pid: number | null;
   broadcast(): Promise<number>;
-  loop(): Promise<{ p99: number; max: number; heap: number }>;
+  /**
+   * Event-loop delay since the last call (and heap); for message-push also the cumulative
+   * `push_delivery_seconds` buckets (upper bound in ms → count).
+   */
+  loop(): Promise<{ p99: number; max: number; heap: number; delivery?: Map<number, number> }>;
   resetLoop(): Promise<void>;
-  /** Cumulative `push_delivery_seconds` buckets (upper bound in ms → count); message-push only. */
-  deliveryHistogram(): Promise<Map<number, number>>;
   stop(): Promise<void>;
 }
 
@@ -201,10 +203,15 @@ function pushTarget(base: string, pid: number | null, app: string, secret: strin
     const text = (await httpJson(`${base}/metrics`, 'GET', undefined, '')).text;
     const metric = (name: string) =>
       Number(new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`, 'm').exec(text)?.[1] ?? Number.NaN);
+    const delivery = new Map<number, number>();
+    for (const m of text.matchAll(/^push_delivery_seconds_bucket\{le="([0-9.e+-]+|\+Inf)"\} (\d+)$/gm)) {
+      delivery.set(m[1] === '+Inf' ? Number.POSITIVE_INFINITY : Number(m[1]) * 1000, Number(m[2]));
+    }
     return {
       p99: metric('push_process_nodejs_eventloop_lag_p99_seconds') * 1000,
       max: metric('push_process_nodejs_eventloop_lag_max_seconds') * 1000,
       heap: metric('push_process_nodejs_heap_size_used_bytes'),
+      delivery,
     };
   };
   return {
@@ -220,14 +227,6 @@ function pushTarget(base: string, pid: number | null, app: string, secret: strin
     },
     loop: scrape,
     resetLoop: async () => void (await scrape()), // prom-client resets the lag histogram on each scrape
-    async deliveryHistogram() {
-      const text = (await httpJson(`${base}/metrics`, 'GET', undefined, '')).text;
-      const buckets = new Map<number, number>();
-      for (const m of text.matchAll(/^push_delivery_seconds_bucket\{le="([0-9.e+-]+|\+Inf)"\} (\d+)$/gm)) {
-        buckets.set(m[1] === '+Inf' ? Number.POSITIVE_INFINITY : Number(m[1]) * 1000, Number(m[2]));
-      }
-      return buckets;
-    },
   };
 }
 
@@ -266,7 +265,6 @@ async function startPeer(kind: 'ws' | 'socketio', shards = 1): Promise<Target> {
     async resetLoop() {
       child.send({ op: 'reset-stats' });
     },
-    deliveryHistogram: async () => new Map(),
     async stop() {
       child.kill('SIGTERM');
       await new Promise((r) => child.once('exit', r));
@@ -467,8 +465,7 @@ async function direct(options: BenchOptions, rows: Row[]): Promise<void> {
       // while: a step started then measured that work too.
       if (target.pid) await settle(target.pid);
       workers.reset();
-      const delivery0 = await target.deliveryHistogram();
-      await target.resetLoop();
+      const before = await target.loop(); // also starts the step's event-loop window
       const cpu0 = target.pid ? procStats(target.pid).cpuMs : Number.NaN;
       const own0 = process.cpuUsage();
       const sent = await pace(rate, stepMs, pushOne);
@@ -480,7 +477,7 @@ async function direct(options: BenchOptions, rows: Row[]): Promise<void> {
       const got = await workers.collect();
       const sorted = got.latencies.sort((a, b) => a - b);
       const loop = await target.loop();
-      const server = histogramDelta(delivery0, await target.deliveryHistogram());
+      const server = histogramDelta(before.delivery ?? new Map(), loop.delivery ?? new Map());
       const row: Row = {
         scenario: 'direct',
         server: 'message-push',

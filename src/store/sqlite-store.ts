@@ -365,9 +365,9 @@ function backlogSql(statusFilter: string, index = ''): string {
 export const PLANNED_SQL = {
   backlogUnacked: backlogSql(`d.${NOT_ACKED} and d.status in ${UNACKED_SQL}`, UNACKED_INDEX),
   // Unacked, unexpired rows up to seq; device-targeted ones only for their devices (a null
-  // device is the user as a whole).
-  // An acked row needs no resend: clearing next_retry_at takes it out of deliveries_retry
-  // (one index delete) instead of moving its entry from (sent, t) to (acked, t) for good.
+  // device is the user as a whole). An acked row needs no resend: clearing next_retry_at
+  // takes it out of deliveries_retry (one index delete) instead of moving its entry from
+  // (sent, t) to (acked, t) for good.
   ackUpTo: `update deliveries ${UNACKED_INDEX} set status = ${ACKED}, acked_at = @at, next_retry_at = null
      where app_id = @app and user_id = @user and seq <= @seq and ${NOT_ACKED} and status in ${UNACKED_SQL}
        and (expires_at is null or expires_at > @at)
@@ -417,7 +417,7 @@ function prepareStatements(db: SqliteDatabase.Database) {
     ackUpTo: db.prepare(PLANNED_SQL.ackUpTo),
     ackableByMessage: db.prepare(
       `select seq, devices from deliveries
-       where app_id = ? and user_id = ? and message_pk = ? and ${NOT_ACKED} and status in ${UNACKED_SQL}
+       where app_id = ? and user_id = ? and message_pk = ? and status in ${UNACKED_SQL}
          and (expires_at is null or expires_at > ?)`,
     ),
     ack: db.prepare(

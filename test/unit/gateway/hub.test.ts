@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
 import type { StoredMessage } from '../../../src/domain/message.js';
-import { Hub, SLOW_AFTER_MS } from '../../../src/gateway/hub.js';
+import { Hub, type HubEvents, SLOW_AFTER_MS } from '../../../src/gateway/hub.js';
 import { LIVE, Session, type Transport } from '../../../src/gateway/session.js';
 
 const message = (id: string): StoredMessage => ({
@@ -16,31 +16,41 @@ const message = (id: string): StoredMessage => ({
   offset: null,
 });
 
+const noEvents: HubEvents = {
+  onWritten: () => {},
+  onRegistered: () => {},
+  onUnregistered: () => {},
+  onClosedByServer: () => {},
+  onGap: () => {},
+};
+
+/** A transport that does nothing unless told; the tests set `bufferedAmount`. */
+function stubTransport(over: Partial<Transport> = {}): Transport & { bufferedAmount: number } {
+  return { send: () => {}, bufferedAmount: 0, ping: () => {}, close: () => {}, terminate: () => {}, ...over };
+}
+
+function newSession(transport: Transport): Session {
+  return new Session('c1', 'a', 'u', 'd', 'web', transport, Date.now() + 60_000, null, 0, 100);
+}
+
+/** A registered session past its backlog replay. */
+function liveSession(hub: Hub, transport: Transport): Session {
+  const s = newSession(transport);
+  hub.register(s);
+  s.state = LIVE;
+  return s;
+}
+
 describe('hub: ordering when messages of one user arrive out of seq order', () => {
   it('reports the gap, holds the later message, and releases it after the repair in seq order', async () => {
     const sent: string[] = [];
-    const transport: Transport = {
-      send: (d) => void sent.push(String(d)),
-      bufferedAmount: 0,
-      ping: () => {},
-      close: () => {},
-      terminate: () => {},
-    };
     const gaps: Session[] = [];
     const hub = new Hub(
       'n1',
       { coalesceMs: 0, maxSendBufferBytes: 1 << 20 },
-      {
-        onWritten: () => {},
-        onRegistered: () => {},
-        onUnregistered: () => {},
-        onClosedByServer: () => {},
-        onGap: (s) => void gaps.push(s),
-      },
+      { ...noEvents, onGap: (s) => void gaps.push(s) },
     );
-    const s = new Session('c1', 'a', 'u', 'd', 'web', transport, Date.now() + 60_000, null, 0, 100);
-    hub.register(s);
-    s.state = LIVE;
+    const s = liveSession(hub, stubTransport({ send: (d) => void sent.push(String(d)) }));
     s.lastSeq = 1;
     hub.deliverToUsers(message('m3'), [{ user: 'u', seq: 3, devices: null }]);
     expect(gaps).toEqual([s]);
@@ -53,15 +63,8 @@ describe('hub: ordering when messages of one user arrive out of seq order', () =
 });
 
 describe('session: a hold that skips a seq is not released', () => {
-  const transport: Transport = {
-    send: () => {},
-    bufferedAmount: 0,
-    ping: () => {},
-    close: () => {},
-    terminate: () => {},
-  };
   const holding = (lastSeq: number, seqs: number[]) => {
-    const s = new Session('c1', 'a', 'u', 'd', 'web', transport, Date.now() + 60_000, null, 0, 100);
+    const s = newSession(stubTransport());
     s.lastSeq = lastSeq;
     s.held = seqs.map((seq) => ({ seq, frame: '{}', timestamp: 0 }));
     return s;
@@ -87,28 +90,17 @@ describe('hub: a slow consumer is one whose send buffer stays over the limit', (
     try {
       const sent: number[] = [];
       const closes: number[] = [];
-      const transport = {
-        send: (d: string | Buffer) => void sent.push(JSON.parse(String(d)).seq),
-        bufferedAmount: 0,
-        ping: () => {},
-        close: (code: number) => void closes.push(code),
-        terminate: () => {},
-      };
+      const transport = stubTransport({
+        send: (d) => void sent.push(JSON.parse(String(d)).seq),
+        close: (code) => void closes.push(code),
+      });
       const slow: string[] = [];
       const hub = new Hub(
         'n1',
         { coalesceMs: 0, maxSendBufferBytes: 1000 },
-        {
-          onWritten: () => {},
-          onRegistered: () => {},
-          onUnregistered: () => {},
-          onClosedByServer: (_s, why) => void slow.push(why),
-          onGap: () => {},
-        },
+        { ...noEvents, onClosedByServer: (_s, why) => void slow.push(why) },
       );
-      const s = new Session('c1', 'a', 'u', 'd', 'web', transport, Date.now() + 60_000, null, 0, 100);
-      hub.register(s);
-      s.state = LIVE;
+      liveSession(hub, transport);
       let seq = 0;
       const push = async (advanceMs: number, buffered: number) => {
         vi.advanceTimersByTime(advanceMs);
@@ -139,24 +131,8 @@ describe('hub: a slow consumer is one whose send buffer stays over the limit', (
 describe('hub: when routed frames are written', () => {
   it('writes what one task routed right after it, frames for one connection merged into one', async () => {
     const sent: unknown[] = [];
-    const transport: Transport = {
-      send: (d) => void sent.push(JSON.parse(String(d))),
-      bufferedAmount: 0,
-      ping: () => {},
-      close: () => {},
-      terminate: () => {},
-    };
-    const events = {
-      onWritten: () => {},
-      onRegistered: () => {},
-      onUnregistered: () => {},
-      onClosedByServer: () => {},
-      onGap: () => {},
-    };
-    const hub = new Hub('n1', { coalesceMs: 0, maxSendBufferBytes: 1 << 20 }, events);
-    const s = new Session('c1', 'a', 'u', 'd', 'web', transport, Date.now() + 60_000, null, 0, 100);
-    hub.register(s);
-    s.state = LIVE;
+    const hub = new Hub('n1', { coalesceMs: 0, maxSendBufferBytes: 1 << 20 }, noEvents);
+    liveSession(hub, stubTransport({ send: (d) => void sent.push(JSON.parse(String(d))) }));
     hub.deliverToUsers(message('m1'), [{ user: 'u', seq: 1, devices: null }]);
     hub.deliverToUsers(message('m2'), [{ user: 'u', seq: 2, devices: null }]);
     expect(sent).toEqual([]); // not inside the routing call
