@@ -97,7 +97,10 @@ export class WebSocketTransport implements Transport {
     if (this.ended) return;
     this.ended = true;
     clearTimeout(this.openTimer);
-    this.socket.onmessage = this.socket.onerror = this.socket.onclose = null;
+    this.socket.onmessage = this.socket.onclose = null;
+    // Not null: `ws` (Node) reports a socket closed while still connecting with an `error`
+    // event on the next tick, and an `error` nobody handles is an uncaught exception.
+    this.socket.onerror = () => {};
     this.handlers.onClose(
       this.status !== undefined && !info.opened ? { ...info, status: this.status } : info,
     );
