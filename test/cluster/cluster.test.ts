@@ -169,10 +169,16 @@ for (const bus of (process.env.CLUSTER_BUS ? [process.env.CLUSTER_BUS] : ['redis
                 }),
             ),
           );
-          const perNode = await queryDatabase<{ node: string; n: number }>(
-            db,
-            `select node, count(*) n from connections where status = 'online' and user_id like 'f%' group by node`,
-          );
+          // A node records its connections in group commits after the welcome: wait until all
+          // are in the table (one CI run read it while a node's batch was still uncommitted).
+          let perNode: { node: string; n: number }[] = [];
+          await waitUntil(async () => {
+            perNode = await queryDatabase<{ node: string; n: number }>(
+              db,
+              `select node, count(*) n from connections where status = 'online' and user_id like 'f%' group by node`,
+            );
+            return perNode.reduce((sum, r) => sum + Number(r.n), 0) === FAILOVER_USERS;
+          });
           expect(perNode.length).toBe(3); // leastconn spread them over every node
           const victim = perNode.sort((x, y) => y.n - x.n)[0]!.node;
           const victimIndex = Number(victim.split('-')[1]);
