@@ -22,7 +22,7 @@ Usage:
   message-push token --app A --user U [--platform pc] [--ttl 1h] [--topics 'room:*,news']
   message-push send --app A --user U --data '{"title":"hi"}' [--type notification] [--url http://localhost:8080]
   message-push bench [--quick] [--connections 5000,15000] [--scenarios idle,broadcast,direct,store,batch,queue,ack]
-                     [--no-peers] [--target http://host:port --app A --secret S] [--source-addresses 8]
+                     [--peers ws,socketio | --no-peers] [--target http://host:port --app A --secret S] [--source-addresses 8]
                      [--cpu-prof DIR] [--rates 1000,2500,5000]
                      [--shards N --db-url mysql://… --bus-url redis://…]
 
@@ -55,6 +55,7 @@ async function main(argv: string[]): Promise<number> {
       connections: { type: 'string' },
       scenarios: { type: 'string' },
       'no-peers': { type: 'boolean' },
+      peers: { type: 'string' },
       target: { type: 'string' },
       'source-addresses': { type: 'string' },
       shards: { type: 'string' },
@@ -103,7 +104,7 @@ async function main(argv: string[]): Promise<number> {
         quick,
         connections: (values.connections ?? (quick ? '5000' : '5000,15000')).split(',').map(Number),
         scenarios: (values.scenarios ?? 'idle,broadcast,direct,store,batch,queue,ack').split(','),
-        peers: values['no-peers'] !== true,
+        peers: values['no-peers'] === true ? [] : parsePeers(values.peers ?? 'ws,socketio'),
         target: values.target ?? null,
         app: values.app ?? 'bench',
         secret: values.secret ?? '',
@@ -122,6 +123,14 @@ async function main(argv: string[]): Promise<number> {
       console.error(`unknown command "${command}"\n\n${USAGE}`);
       return 1;
   }
+}
+
+/** `--peers ws,socketio`: which peers idle and broadcast run against. */
+function parsePeers(list: string): ('ws' | 'socketio')[] {
+  const peers = list.split(',').filter((p) => p !== '');
+  for (const p of peers)
+    if (p !== 'ws' && p !== 'socketio') throw new Error(`--peers: unknown peer "${p}" (ws, socketio)`);
+  return peers as ('ws' | 'socketio')[];
 }
 
 async function start(config: Config): Promise<number> {

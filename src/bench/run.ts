@@ -27,7 +27,8 @@ export interface BenchOptions {
   quick: boolean;
   connections: number[];
   scenarios: string[];
-  peers: boolean;
+  /** Peers that idle and broadcast also run against (none with `--no-peers`). */
+  peers: ('ws' | 'socketio')[];
   target: string | null;
   app: string;
   secret: string;
@@ -748,9 +749,9 @@ export async function runBench(options: BenchOptions): Promise<void> {
   process.stderr.write(`${header}\n`);
   for (const n of options.connections) {
     if (options.scenarios.includes('idle') || options.scenarios.includes('broadcast')) {
-      const peers: ('ws' | 'socketio')[] = options.shards > 1 ? ['ws'] : ['ws', 'socketio'];
-      const kinds: ('push' | 'ws' | 'socketio')[] =
-        options.peers && !options.target ? ['push', ...peers] : ['push'];
+      // Socket.IO has no sharded peer (it would need an adapter).
+      const peers = options.peers.filter((p) => options.shards === 1 || p === 'ws');
+      const kinds: PeerKind[] = options.target ? ['push'] : ['push', ...peers];
       for (const kind of kinds) {
         process.stderr.write(`- idle + broadcast, ${n} connections, ${kind}\n`);
         const target = kind === 'push' ? await startPush(options) : await startPeer(kind, options.shards);
