@@ -57,7 +57,7 @@ export class AppRegistry {
     const entry = isValidAppId(appId) ? await this.entry(appId) : undefined;
     if (!entry?.record || !entry.key)
       throw new PushError('unknown_app', `unknown app "${appId.slice(0, 64)}"`);
-    return verifyClientToken(token, await entry.key, entry.record.jwtAlg);
+    return verifyClientToken(token, await entry.key);
   }
 
   /** Creates an app, or rotates its secret when it exists. Returns the new plain secret. */
