@@ -210,14 +210,19 @@ export class Gateway {
         // Every seq up to the user's newest before this read is either in the page or not for
         // this connection (acked, expired, filtered): after the last page it counts as seen.
         floor = await store.lastSeq(s.appId, s.userId);
-        const page = await store.readUserMessages({
-          appId: s.appId,
-          userId: s.userId,
-          afterSeq: s.lastSeq,
-          unackedOnly: since === null,
-          limit: BACKLOG_PAGE,
-          now: Date.now(),
-        });
+        // Nothing past what the client has (a resume with since = its last seq, a user never
+        // sent anything): no read. Anything committed from here on is routed live and held.
+        const page =
+          floor > s.lastSeq
+            ? await store.readUserMessages({
+                appId: s.appId,
+                userId: s.userId,
+                afterSeq: s.lastSeq,
+                unackedOnly: since === null,
+                limit: BACKLOG_PAGE,
+                now: Date.now(),
+              })
+            : [];
         if (s.state === CLOSED) return;
         const frames: string[] = [];
         const seqs: number[] = [];
