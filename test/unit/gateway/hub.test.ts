@@ -1,28 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
-import type { StoredMessage } from '../../../src/domain/message.js';
-import { Hub, type HubEvents, SLOW_AFTER_MS } from '../../../src/gateway/hub.js';
+import { Hub, SLOW_AFTER_MS } from '../../../src/gateway/hub.js';
 import { LIVE, Session, type Transport } from '../../../src/gateway/session.js';
-
-const message = (id: string): StoredMessage => ({
-  appId: 'a',
-  id,
-  type: 'message',
-  timestamp: 0,
-  ttl: null,
-  expiresAt: null,
-  dataJson: '{}',
-  platforms: null,
-  topic: null,
-  offset: null,
-});
-
-const noEvents: HubEvents = {
-  onWritten: () => {},
-  onRegistered: () => {},
-  onUnregistered: () => {},
-  onClosedByServer: () => {},
-  onGap: () => {},
-};
+import { message, noEvents } from './fixtures.js';
 
 /** A transport that does nothing unless told; the tests set `bufferedAmount`. */
 function stubTransport(over: Partial<Transport> = {}): Transport & { bufferedAmount: number } {

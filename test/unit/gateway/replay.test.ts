@@ -1,24 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import type { StoredMessage } from '../../../src/domain/message.js';
 import { Gateway, type GatewayDeps, type GatewayOptions } from '../../../src/gateway/gateway.js';
 import { Hub } from '../../../src/gateway/hub.js';
 import { LIVE, Session } from '../../../src/gateway/session.js';
 import { createLogger } from '../../../src/observability/logger.js';
 import { createMetrics } from '../../../src/observability/metrics.js';
 import type { BacklogQuery } from '../../../src/store/store.js';
-
-const message = (id: string): StoredMessage => ({
-  appId: 'a',
-  id,
-  type: 'message',
-  timestamp: 0,
-  ttl: null,
-  expiresAt: null,
-  dataJson: '{}',
-  platforms: null,
-  topic: null,
-  offset: null,
-});
+import { message, noEvents } from './fixtures.js';
 
 /**
  * A gateway over a store that holds one user's seqs 1..`last`, recording the backlog reads
@@ -38,17 +25,7 @@ function setup(last: number) {
       }));
     },
   };
-  const hub = new Hub(
-    'n1',
-    { coalesceMs: 0, maxSendBufferBytes: 1 << 20 },
-    {
-      onWritten: () => {},
-      onRegistered: () => {},
-      onUnregistered: () => {},
-      onClosedByServer: () => {},
-      onGap: () => {},
-    },
-  );
+  const hub = new Hub('n1', { coalesceMs: 0, maxSendBufferBytes: 1 << 20 }, noEvents);
   const deps = {
     hub,
     store,
