@@ -4,10 +4,10 @@ import { PushError } from '../domain/errors.js';
 import { isValidAppId } from '../domain/ids.js';
 import type { AppRecord, Store } from '../store/store.js';
 import {
-  importVerifyKey,
+  createTokenVerifier,
   SUPPORTED_ALGS,
   type TokenClaims,
-  type VerifyKey,
+  type TokenVerifier,
   verifyClientToken,
 } from './tokens.js';
 
@@ -16,7 +16,8 @@ const CACHE_MS = 5_000;
 
 interface CachedApp {
   readonly record: AppRecord | undefined;
-  readonly key: Promise<VerifyKey> | null;
+  /** The app's token verifier; the error instead when its stored key cannot be used. */
+  readonly verifier: TokenVerifier | PushError | null;
   readonly until: number;
 }
 
@@ -55,9 +56,10 @@ export class AppRegistry {
   /** Verifies a client token for an app; `unknown_app` when the app does not exist. */
   async verifyToken(appId: string, token: string): Promise<TokenClaims> {
     const entry = isValidAppId(appId) ? await this.entry(appId) : undefined;
-    if (!entry?.record || !entry.key)
+    if (!entry?.record || !entry.verifier)
       throw new PushError('unknown_app', `unknown app "${appId.slice(0, 64)}"`);
-    return verifyClientToken(token, await entry.key);
+    if (entry.verifier instanceof PushError) throw entry.verifier;
+    return verifyClientToken(token, entry.verifier);
   }
 
   /** Creates an app, or rotates its secret when it exists. Returns the new plain secret. */
@@ -69,6 +71,7 @@ export class AppRegistry {
     }
     if (!jwtAlg.startsWith('HS') && !options.jwtKey)
       throw new PushError('bad_request', `${jwtAlg} needs a public key`);
+    if (options.jwtKey) createTokenVerifier(jwtAlg, options.jwtKey); // refuse an unusable key now, not per handshake
     const secret = options.secret ?? randomBytes(32).toString('base64url');
     const salt = randomBytes(16).toString('base64url');
     const now = Date.now();
@@ -107,13 +110,23 @@ export class AppRegistry {
     const cached = this.cache.get(appId);
     if (cached && cached.until > now) return cached;
     const record = await this.store.getApp(appId);
-    const key = record ? importVerifyKey(record.jwtAlg, record.jwtKey) : null;
-    key?.catch(() => {}); // a bad stored key surfaces on use, not as an unhandled rejection
-    const entry = { record, key, until: now + CACHE_MS };
+    const entry = { record, verifier: record ? storedVerifier(record) : null, until: now + CACHE_MS };
     // Unknown ids are cached too (bounded) so a flood of bogus app ids cannot hammer the store.
     if (this.cache.size > 10_000) this.cache.clear();
     this.cache.set(appId, entry);
     return entry;
+  }
+}
+
+/**
+ * A stored key that cannot be used (written before keys were checked, or by hand) fails the
+ * app's handshakes with `internal`; its API calls still work.
+ */
+function storedVerifier(record: AppRecord): TokenVerifier | PushError {
+  try {
+    return createTokenVerifier(record.jwtAlg, record.jwtKey);
+  } catch {
+    return new PushError('internal', `app "${record.appId}" has an unusable ${record.jwtAlg} key`);
   }
 }
 

@@ -19,23 +19,30 @@ export type JwtAlg = (typeof SUPPORTED_ALGS)[number];
 export const DEFAULT_PLATFORM = 'unknown';
 
 /** An app's token verifier: built once per app key, called synchronously per handshake. */
-export type VerifyKey = (token: string) => Record<string, unknown>;
+export type TokenVerifier = (token: string) => Record<string, unknown>;
 
 /**
  * The app's verifier, built once: it accepts only the app's configured algorithm (so
- * `alg: none` and algorithm confusion are refused) and requires `sub` and `exp`.
+ * `alg: none` and algorithm confusion are refused) and requires `sub` and `exp`. A public
+ * key that cannot be used for the algorithm is a `bad_request`.
  *
  * fast-jwt verifies with node:crypto in the calling thread (≈ 8 µs for HS256 here). jose
  * verified through WebCrypto, whose every call is a job on libuv's thread pool: ≈ 80–120 µs
- * of the main thread's CPU per handshake on this VM, the largest single cost of a connect.
+ * of the main thread's CPU per handshake on the bench VM, the largest single cost of a connect.
  */
-export async function importVerifyKey(alg: string, key: string): Promise<VerifyKey> {
-  if (!(SUPPORTED_ALGS as readonly string[]).includes(alg)) throw new Error(`unsupported jwt alg ${alg}`);
-  return createVerifier({ key, algorithms: [alg as JwtAlg], requiredClaims: ['sub', 'exp'] });
+export function createTokenVerifier(alg: string, key: string): TokenVerifier {
+  if (!(SUPPORTED_ALGS as readonly string[]).includes(alg)) {
+    throw new PushError('bad_request', `jwt alg must be one of ${SUPPORTED_ALGS.join(', ')}`);
+  }
+  try {
+    return createVerifier({ key, algorithms: [alg as JwtAlg], requiredClaims: ['sub', 'exp'] });
+  } catch (err) {
+    throw new PushError('bad_request', `jwt key unusable for ${alg}: ${(err as Error).message}`);
+  }
 }
 
 /** Verifies a client JWT with the app's verifier and checks the claims this service reads. */
-export async function verifyClientToken(token: string, verify: VerifyKey): Promise<TokenClaims> {
+export function verifyClientToken(token: string, verify: TokenVerifier): TokenClaims {
   let payload: Record<string, unknown>;
   try {
     payload = verify(token);

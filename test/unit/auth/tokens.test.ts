@@ -1,17 +1,17 @@
 import { createHmac, generateKeyPairSync } from 'node:crypto';
 import { SignJWT, UnsecuredJWT } from 'jose';
 import { describe, expect, it } from 'vitest';
-import { importVerifyKey, signClientToken, verifyClientToken } from '../../../src/auth/tokens.js';
+import { createTokenVerifier, signClientToken, verifyClientToken } from '../../../src/auth/tokens.js';
 import { isPushError } from '../../../src/domain/errors.js';
 
 const SECRET = 'app-secret-for-token-tests';
 const nowSec = () => Math.floor(Date.now() / 1000);
 const hmacKey = (secret: string) => new TextEncoder().encode(secret);
 
-/** The PushError code and message a verification failed with. */
-async function refusal(token: string, alg = 'HS256', key = SECRET) {
+/** The PushError code and message a verification (or building the verifier) failed with. */
+function refusal(token: string, alg = 'HS256', key = SECRET) {
   try {
-    await verifyClientToken(token, await importVerifyKey(alg, key));
+    verifyClientToken(token, createTokenVerifier(alg, key));
   } catch (err) {
     if (isPushError(err)) return { code: err.code, message: err.message };
     throw err;
@@ -28,7 +28,7 @@ describe('client tokens', () => {
       platform: 'ios',
       topics: ['room:*'],
     });
-    const claims = await verifyClientToken(token, await importVerifyKey('HS256', SECRET));
+    const claims = verifyClientToken(token, createTokenVerifier('HS256', SECRET));
     expect(claims.userId).toBe('alice');
     expect(claims.platform).toBe('ios');
     expect(claims.topics).toEqual(['room:*']);
@@ -37,7 +37,7 @@ describe('client tokens', () => {
 
   it('without platform and topics claims: platform "unknown", topics null', async () => {
     const token = await signClientToken({ secret: SECRET, userId: 'bob', ttlSeconds: 60 });
-    const claims = await verifyClientToken(token, await importVerifyKey('HS256', SECRET));
+    const claims = verifyClientToken(token, createTokenVerifier('HS256', SECRET));
     expect(claims).toMatchObject({ userId: 'bob', platform: 'unknown', topics: null });
   });
 
@@ -48,12 +48,12 @@ describe('client tokens', () => {
       .setIssuedAt(nowSec() - 120)
       .setExpirationTime(nowSec() - 60)
       .sign(hmacKey(SECRET));
-    expect((await refusal(token)).code).toBe('token_expired');
+    expect(refusal(token).code).toBe('token_expired');
   });
 
   it('wrong key → unauthorized, signature mismatch', async () => {
     const token = await signClientToken({ secret: 'another-secret', userId: 'u', ttlSeconds: 60 });
-    expect(await refusal(token)).toEqual({
+    expect(refusal(token)).toEqual({
       code: 'unauthorized',
       message: 'invalid token: signature mismatch',
     });
@@ -64,13 +64,13 @@ describe('client tokens', () => {
       .setSubject('u')
       .setExpirationTime(nowSec() + 60)
       .encode();
-    expect((await refusal(none)).code).toBe('unauthorized');
+    expect(refusal(none).code).toBe('unauthorized');
     const hs512 = await new SignJWT({})
       .setProtectedHeader({ alg: 'HS512' })
       .setSubject('u')
       .setExpirationTime(nowSec() + 60)
       .sign(hmacKey(SECRET));
-    expect(await refusal(hs512)).toEqual({
+    expect(refusal(hs512)).toEqual({
       code: 'unauthorized',
       message: 'invalid token: algorithm not allowed',
     });
@@ -91,7 +91,7 @@ describe('client tokens', () => {
       await sign({ topics: 'room:*' }, 'u'),
       await sign({ topics: [1] }, 'u'),
     ]) {
-      expect((await refusal(token)).code).toBe('unauthorized');
+      expect(refusal(token).code).toBe('unauthorized');
     }
   });
 
@@ -102,9 +102,9 @@ describe('client tokens', () => {
       const input = `${part(header)}.${part({ sub: 'u', exp: nowSec() + 60 })}`;
       return `${input}.${createHmac('sha256', SECRET).update(input).digest('base64url')}`;
     };
-    const plain = await verifyClientToken(sign({ alg: 'HS256' }), await importVerifyKey('HS256', SECRET));
+    const plain = verifyClientToken(sign({ alg: 'HS256' }), createTokenVerifier('HS256', SECRET));
     expect(plain.userId).toBe('u');
-    expect(await refusal(sign({ alg: 'HS256', crit: ['exp-ext'], 'exp-ext': true }))).toEqual({
+    expect(refusal(sign({ alg: 'HS256', crit: ['exp-ext'], 'exp-ext': true }))).toEqual({
       code: 'unauthorized',
       message: 'invalid token: unsupported critical header',
     });
@@ -112,7 +112,7 @@ describe('client tokens', () => {
 
   it('garbage → unauthorized, malformed', async () => {
     for (const token of ['', 'abc', 'a.b.c', `${'x'.repeat(20)}.${'y'.repeat(20)}.`]) {
-      expect(await refusal(token)).toEqual({ code: 'unauthorized', message: 'invalid token: malformed' });
+      expect(refusal(token)).toEqual({ code: 'unauthorized', message: 'invalid token: malformed' });
     }
   });
 
@@ -131,7 +131,7 @@ describe('client tokens', () => {
         .setSubject('carol')
         .setExpirationTime(nowSec() + 60)
         .sign(privateKey);
-      const claims = await verifyClientToken(good, await importVerifyKey(alg, pem));
+      const claims = verifyClientToken(good, createTokenVerifier(alg, pem));
       expect(claims).toMatchObject({ userId: 'carol', platform: 'web' });
       // Algorithm confusion: the public key (known to anyone) used as an HS256 secret.
       const forged = await new SignJWT({})
@@ -139,7 +139,21 @@ describe('client tokens', () => {
         .setSubject('carol')
         .setExpirationTime(nowSec() + 60)
         .sign(hmacKey(pem));
-      expect((await refusal(forged, alg, pem)).code).toBe('unauthorized');
+      expect(refusal(forged, alg, pem).code).toBe('unauthorized');
+    }
+  });
+
+  it('a public key that cannot serve the algorithm, or an unsupported algorithm → bad_request', () => {
+    const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const ecPem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
+    for (const [alg, key] of [
+      ['RS256', 'not a key'],
+      ['RS256', ecPem],
+      ['PS256', ecPem],
+    ] as const) {
+      expect(refusal('a.b.c', alg, key), `${alg} with ${key.slice(0, 12)}`).toMatchObject({
+        code: 'bad_request',
+      });
     }
   });
 });

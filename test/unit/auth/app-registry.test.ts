@@ -1,0 +1,61 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { afterEach, describe, expect, it } from 'vitest';
+import { AppRegistry } from '../../../src/auth/app-registry.js';
+import { signClientToken } from '../../../src/auth/tokens.js';
+import { isPushError } from '../../../src/domain/errors.js';
+import { createSqliteStore, type SqliteStore } from '../../../src/store/sqlite-store.js';
+
+const stores: SqliteStore[] = [];
+afterEach(async () => {
+  await Promise.all(stores.splice(0).map((s) => s.close()));
+});
+
+async function registry() {
+  const store = await createSqliteStore({ url: 'sqlite::memory:', sqliteSync: 'normal' });
+  stores.push(store);
+  return { store, apps: new AppRegistry(store) };
+}
+
+async function codeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (err) {
+    if (isPushError(err)) return err.code;
+    throw err;
+  }
+  return 'accepted';
+}
+
+describe('app registry: JWT keys', () => {
+  it('refuses a public key that cannot serve the algorithm when the app is created, and stores nothing', async () => {
+    const { store, apps } = await registry();
+    const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const ecPem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
+    expect(await codeOf(apps.createOrRotate('rs', { jwtAlg: 'RS256', jwtKey: 'not a key' }))).toBe(
+      'bad_request',
+    );
+    expect(await codeOf(apps.createOrRotate('rs', { jwtAlg: 'RS256', jwtKey: ecPem }))).toBe('bad_request');
+    expect(await store.getApp('rs')).toBeUndefined();
+    expect(await codeOf(apps.createOrRotate('es', { jwtAlg: 'ES256', jwtKey: ecPem }))).toBe('accepted');
+  });
+
+  it('a stored key that cannot be used fails the app’s token checks with internal; its API secret still works', async () => {
+    const { store, apps } = await registry();
+    const { secret } = await apps.createOrRotate('hs');
+    const record = await store.getApp('hs');
+    // As an older version, or a hand edit, could have left it.
+    await store.saveApp({ ...record!, jwtAlg: 'RS256', jwtKey: 'not a key' });
+    const broken = new AppRegistry(store);
+    const token = await signClientToken({ secret, userId: 'u', ttlSeconds: 60 });
+    expect(await codeOf(broken.verifyToken('hs', token))).toBe('internal');
+    expect(await broken.verifyBasic(`Basic ${Buffer.from(`hs:${secret}`).toString('base64')}`)).toBe('hs');
+  });
+
+  it('an HS256 app verifies its own tokens and refuses them for an unknown app', async () => {
+    const { apps } = await registry();
+    const { secret } = await apps.createOrRotate('hs');
+    const token = await signClientToken({ secret, userId: 'u', ttlSeconds: 60 });
+    expect((await apps.verifyToken('hs', token)).userId).toBe('u');
+    expect(await codeOf(apps.verifyToken('nope', token))).toBe('unknown_app');
+  });
+});
