@@ -171,8 +171,9 @@ export async function createServer(config: Config, options: { log?: Logger } = {
     apps,
     log,
     async start() {
-      // Connections this node recorded before a crash are not live any more.
+      // Connections this node recorded before a crash are not live any more; the node is.
       await store.markNodeOffline(config.nodeId, Date.now());
+      await store.touchNode(config.nodeId, Date.now());
       // Brokers first: a wrong queue URL stops the start before anything is served, and
       // whatever was opened is closed again.
       const started: typeof consumers = [];

@@ -51,8 +51,8 @@ export class Maintenance {
       const hb = this.options.heartbeatMs;
       if (now - this.lastStaleSweep >= hb / 2) {
         this.lastStaleSweep = now;
-        // Live nodes refresh their rows every heartbeat; rows two intervals old belong to a
-        // dead node. Presence already ignores them; this makes the table say so.
+        // Live nodes refresh their row every heartbeat; one two intervals old is a dead node.
+        // Presence already ignores its connections; this makes the table say so.
         await this.store.markStaleOffline(now - 2 * hb, now, this.options.nodeId);
       }
       if (now - this.lastPrune >= PRUNE_EVERY_MS) {

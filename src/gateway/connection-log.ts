@@ -10,9 +10,9 @@ import type { ConnectionChange, Store } from '../store/store.js';
 const WINDOW_MS = 20;
 
 /**
- * Keeps the store's connections table (online/offline, last heartbeat) in step with the hub,
- * in batches: opens and closes are group-committed, heartbeats are one statement per interval
- * for the whole node.
+ * Keeps the store's connections table (online/offline) in step with the hub, in batches:
+ * opens and closes are group-committed; the node's heartbeat is one row per interval, which
+ * vouches for all of its connections.
  */
 export class ConnectionLog {
   private readonly commit: GroupCommit<ConnectionChange, void>;
@@ -41,7 +41,7 @@ export class ConnectionLog {
   }
 
   heartbeat(now: number): void {
-    this.store.touchConnections(this.nodeId, now).catch((err: unknown) => {
+    this.store.touchNode(this.nodeId, now).catch((err: unknown) => {
       this.log.warn({ err }, 'could not record heartbeats');
     });
   }

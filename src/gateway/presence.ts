@@ -7,10 +7,11 @@ import type { ConnectionInfo, Hub } from './hub.js';
  *
  * One node: the hub is the whole truth, answered from memory. Several nodes (a bus is
  * configured): this node's share comes from its hub, the others' from the store's
- * connections table, which every node keeps in step (opens and closes group-committed,
- * heartbeats refreshed once per interval). A row counts only while its heartbeat is fresher
- * than two intervals, so a node that died stops counting at once, before any sweep marks
- * its rows offline. Kicks travel on the bus to whichever node holds the sockets.
+ * connections table, which every node keeps in step (opens and closes group-committed), and
+ * the nodes table, whose row each node refreshes once per interval. A connection counts only
+ * while its node's heartbeat is fresher than two intervals, so a node that died stops
+ * counting at once, before any sweep marks its rows offline. Kicks travel on the bus to
+ * whichever node holds the sockets.
  */
 export class Presence {
   constructor(

@@ -8,6 +8,7 @@ export interface Database {
   user_state: UserStateTable;
   topic_state: TopicStateTable;
   connections: ConnectionsTable;
+  nodes: NodesTable;
 }
 
 export interface AppsTable {
@@ -81,6 +82,13 @@ export interface ConnectionsTable {
   /** 'online' | 'offline' (the seed's connections table). */
   status: string;
   connected_at: number;
+  /** Written when the row is opened; liveness is the node's (`nodes.last_heartbeat`). */
   last_heartbeat: number;
   disconnected_at: number | null;
+}
+
+/** One row per running node, refreshed every heartbeat interval: its connections live while it does. */
+export interface NodesTable {
+  node: string;
+  last_heartbeat: number;
 }

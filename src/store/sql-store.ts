@@ -702,13 +702,12 @@ export abstract class SqlStore implements Store {
     });
   }
 
-  async touchConnections(node: string, now: number): Promise<void> {
-    await this.db
-      .updateTable('connections')
-      .set({ last_heartbeat: now })
-      .where('node', '=', node)
-      .where('status', '=', 'online')
-      .execute();
+  async touchNode(node: string, now: number): Promise<void> {
+    const row = this.db.insertInto('nodes').values({ node, last_heartbeat: now });
+    await (this.dialect === 'mysql'
+      ? row.onDuplicateKeyUpdate({ last_heartbeat: now })
+      : row.onConflict((c) => c.column('node').doUpdateSet({ last_heartbeat: now }))
+    ).execute();
   }
 
   async markNodeOffline(node: string, now: number): Promise<number> {
@@ -718,17 +717,35 @@ export abstract class SqlStore implements Store {
       .where('node', '=', node)
       .where('status', '=', 'online')
       .executeTakeFirst();
+    await this.db.deleteFrom('nodes').where('node', '=', node).execute();
     return Number(r.numUpdatedRows);
   }
 
+  /**
+   * No transaction: each step can be repeated, so a sweep cut short is finished by the next
+   * one; a node whose heartbeat arrives meanwhile keeps its row (its connection rows stay
+   * offline, as they did when each row carried its own heartbeat).
+   */
   async markStaleOffline(before: number, now: number, exceptNode: string): Promise<number> {
+    const stale = await this.db
+      .selectFrom('nodes')
+      .select('node')
+      .where('last_heartbeat', '<', before)
+      .where('node', '<>', exceptNode)
+      .execute();
+    if (stale.length === 0) return 0;
+    const nodes = stale.map((r) => r.node);
     const r = await this.db
       .updateTable('connections')
       .set({ status: 'offline', disconnected_at: now })
+      .where('node', 'in', nodes)
       .where('status', '=', 'online')
-      .where('last_heartbeat', '<', before)
-      .where('node', '<>', exceptNode)
       .executeTakeFirst();
+    await this.db
+      .deleteFrom('nodes')
+      .where('node', 'in', nodes)
+      .where('last_heartbeat', '<', before)
+      .execute();
     return Number(r.numUpdatedRows);
   }
 
@@ -740,14 +757,23 @@ export abstract class SqlStore implements Store {
   ): Promise<ConnectionRecord[]> {
     if (userIds.length === 0) return [];
     const rows = await this.db
-      .selectFrom('connections')
-      .select(['user_id', 'connection_id', 'device', 'platform', 'node', 'connected_at', 'last_heartbeat'])
-      .where('app_id', '=', appId)
-      .where('user_id', 'in', [...userIds])
-      .where('status', '=', 'online')
-      .where('node', '<>', exceptNode)
-      .where('last_heartbeat', '>=', freshSince)
-      .orderBy('connected_at')
+      .selectFrom('connections as c')
+      .innerJoin('nodes as n', 'n.node', 'c.node')
+      .select([
+        'c.user_id',
+        'c.connection_id',
+        'c.device',
+        'c.platform',
+        'c.node',
+        'c.connected_at',
+        'n.last_heartbeat',
+      ])
+      .where('c.app_id', '=', appId)
+      .where('c.user_id', 'in', [...userIds])
+      .where('c.status', '=', 'online')
+      .where('c.node', '<>', exceptNode)
+      .where('n.last_heartbeat', '>=', freshSince)
+      .orderBy('c.connected_at')
       .execute();
     return rows.map((r) => ({
       ...r,

@@ -186,23 +186,6 @@ export class SqliteStore extends SqlStore {
   }
 
   /**
-   * The heartbeat touch in slices of rows, yielding between them: one UPDATE of 15k rows
-   * (and their heartbeat index entries) blocked the event loop for 40–90 ms every interval.
-   * Walks the node's online rows by rowid, so each slice is an index range, not a rescan.
-   */
-  override async touchConnections(node: string, now: number): Promise<void> {
-    let after = 0;
-    for (;;) {
-      const rowids = await this.locked(
-        () => this.stmts.touchSlice.all(now, node, after, TOUCH_SLICE) as number[],
-      );
-      if (rowids.length < TOUCH_SLICE) return;
-      after = Math.max(...rowids);
-      await new Promise((resolve) => setImmediate(resolve));
-    }
-  }
-
-  /**
    * A transaction on the raw connection while holding Kysely's connection lock, so no
    * Kysely transaction is open on the same connection and none starts until this ends.
    */
@@ -334,7 +317,6 @@ const CHECKPOINT_RESTART_FRAMES = 2_000;
 const FALLBACK_CHECKPOINT_PAGES = 16_000;
 
 /** Connections touched per heartbeat statement: a few milliseconds of event loop each. */
-const TOUCH_SLICE = 250;
 
 const UNACKED_SQL = `(${PENDING}, ${SENT}, ${STATUS_CODE.failed})`;
 /**
@@ -429,14 +411,6 @@ function prepareStatements(db: SqliteDatabase.Database) {
       `update user_state set last_read_seq = max(last_read_seq, min(?, last_seq))
        where app_id = ? and user_id = ?`,
     ),
-    touchSlice: db
-      .prepare(
-        `update connections set last_heartbeat = ?
-         where rowid in (select rowid from connections where node = ? and status = 'online' and rowid > ?
-                         order by rowid limit ?)
-         returning rowid`,
-      )
-      .pluck(),
     lastSeq: db.prepare('select last_seq from user_state where app_id = ? and user_id = ?').pluck(),
     backlogUnacked: db.prepare(PLANNED_SQL.backlogUnacked),
     expireDue: db.prepare(PLANNED_SQL.expireDue),

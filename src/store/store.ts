@@ -76,18 +76,19 @@ export interface Store {
 
   /** Connection bookkeeping (the seed's connections table). */
   recordConnections(changes: readonly ConnectionChange[]): Promise<void>;
-  /** Refreshes last_heartbeat of every online connection of a node: one statement per interval. */
-  touchConnections(node: string, now: number): Promise<void>;
-  /** Marks a node's connections offline (startup after a crash, shutdown). */
+  /** Records that a node is alive now (its row in the nodes table): one statement per interval. */
+  touchNode(node: string, now: number): Promise<void>;
+  /** Marks a node's connections offline and forgets the node (startup after a crash, shutdown). */
   markNodeOffline(node: string, now: number): Promise<number>;
   /**
-   * Marks online connections of other nodes whose heartbeat is older than `before` offline
-   * (their node died). A node never sweeps its own rows: it knows they are alive.
+   * Marks the online connections of nodes whose heartbeat is older than `before` offline
+   * (the node died) and forgets those nodes. A node never sweeps itself: it knows it is alive.
    */
   markStaleOffline(before: number, now: number, exceptNode: string): Promise<number>;
   /**
    * Online connections of these users held by nodes other than `exceptNode` whose heartbeat
-   * is `freshSince` or later: the rest of the cluster's share of presence.
+   * is `freshSince` or later: the rest of the cluster's share of presence. `last_heartbeat`
+   * is the node's: a node drops its own silent clients within two intervals.
    */
   remoteConnections(
     appId: string,

@@ -452,7 +452,7 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
         await store.ping();
       }));
 
-    it('presence across nodes: fresh online rows of other nodes; stale rows swept, never this node’s own', () =>
+    it('presence across nodes: online rows of other live nodes; dead nodes swept and forgotten, never this one', () =>
       withStore(async (store, app) => {
         const open = (id: string, userId: string, node: string, at: number) => ({
           kind: 'open' as const,
@@ -465,6 +465,10 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
           at,
         });
         const [me, other, dead] = [`${app}-me`, `${app}-other`, `${app}-dead`];
+        await store.touchNode(me, 5000);
+        await store.touchNode(other, 4000);
+        await store.touchNode(other, 5000); // a second heartbeat moves the same row
+        await store.touchNode(dead, 1000);
         await store.recordConnections([
           open('m1', 'u', me, 5000),
           open('o1', 'u', other, 5000),
@@ -486,14 +490,32 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
         });
         expect(await store.remoteConnections(app, [], me, 0)).toEqual([]);
 
-        // The dead node's row (heartbeat 1000) is swept; this node's equally old row would not be.
-        await store.touchConnections(other, 9000);
+        // A connection's heartbeat is its node's.
+        await store.touchNode(other, 9000);
+        expect((await store.remoteConnections(app, ['v'], me, 8000)).map((r) => r.last_heartbeat)).toEqual([
+          9000,
+        ]);
+
+        // The dead node (heartbeat 1000) is swept once and forgotten; this node, as old, would not be.
         expect(await store.markStaleOffline(4000, 9500, me)).toBe(1);
+        expect(await store.markStaleOffline(4000, 9500, me)).toBe(0);
         expect((await store.remoteConnections(app, ['u'], me, 0)).map((r) => r.node)).toEqual([other]);
         expect(await store.markStaleOffline(99_999, 9500, me)).toBe(2); // other's two rows, never me's
-        expect(await store.remoteConnections(app, ['u'], other, 0)).toEqual([
-          expect.objectContaining({ connection_id: `${app}-m1`, node: me }),
+        expect(await store.remoteConnections(app, ['u', 'v'], other, 0)).toEqual([
+          expect.objectContaining({ connection_id: `${app}-m1`, node: me, last_heartbeat: 5000 }),
         ]);
+
+        // A swept node that comes back counts again for connections it opens from then on.
+        await store.touchNode(other, 10_000);
+        await store.recordConnections([open('o4', 'v', other, 10_000)]);
+        expect((await store.remoteConnections(app, ['v'], me, 0)).map((r) => r.connection_id)).toEqual([
+          `${app}-o4`,
+        ]);
+
+        // Shutdown: the node's rows go offline and the node is forgotten.
+        expect(await store.markNodeOffline(me, 11_000)).toBe(1);
+        expect(await store.remoteConnections(app, ['u'], other, 0)).toEqual([]);
+        expect(await store.markStaleOffline(99_999, 11_000, other)).toBe(0);
       }));
 
     it('apps: save, update and list', () =>
