@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { promisify } from 'node:util';
 import amqp from 'amqplib';
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeEach, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { DEAD_QUEUE, PUSH_QUEUE } from '../../src/ingest/rabbitmq-consumer.js';
 import { createLogger } from '../../src/observability/logger.js';
@@ -82,6 +82,19 @@ await describeWithService('rabbitmq', 'RabbitMQ queue ingress', (url) => {
     return c;
   }
 
+  /** Fails naming the step when it outlasts `ms`: a hang then says where, not just the test timeout. */
+  async function step<T>(name: string, work: Promise<T>, ms = 10_000): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${name}: not done within ${ms} ms`)), ms);
+    });
+    try {
+      return await Promise.race([work, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   function received(c: TestClient): any[] {
     return c.frames.filter((f) => f.op === 'message');
   }
@@ -123,8 +136,10 @@ await describeWithService('rabbitmq', 'RabbitMQ queue ingress', (url) => {
     return all.filter((m) => m.to.users[0] === user).map((m) => m.id);
   }
 
-  beforeAll(async () => {
-    // Deleted, not purged: a run stopped half-way may have left message-push.push a quorum queue.
+  beforeEach(async () => {
+    // Deleted, not purged, before every test: the max-deliveries test makes message-push.push a
+    // quorum queue, and one that timed out (or a run stopped half-way) must not leave it to
+    // the next test, whose classic declaration would be refused.
     const connection = await amqp.connect(url);
     const ch = await connection.createChannel();
     await ch.deleteQueue(PUSH_QUEUE);
@@ -289,27 +304,31 @@ await describeWithService('rabbitmq', 'RabbitMQ queue ingress', (url) => {
     const connection = await amqp.connect(url);
     try {
       const ch = await connection.createChannel();
-      await ch.deleteQueue(PUSH_QUEUE);
-      await ch.deleteQueue(DEAD_QUEUE);
       // An operator's quorum queue: the driver uses it as it is, and it counts deliveries.
       await ch.assertQueue(PUSH_QUEUE, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
       ch.sendToQueue(PUSH_QUEUE, Buffer.from(JSON.stringify(poison)), { persistent: true });
       // A consumer that fails it six times: each delivery goes back to the queue.
-      await new Promise<void>((resolve) => {
-        let deliveries = 0;
-        void ch.consume(PUSH_QUEUE, (m) => {
-          ch.nack(m!, false, true);
-          if (++deliveries === 6) void ch.cancel(m!.fields.consumerTag).then(() => resolve());
-        });
-      });
+      await step(
+        'six returns by the test consumer',
+        new Promise<void>((resolve) => {
+          let deliveries = 0;
+          void ch.consume(PUSH_QUEUE, (m) => {
+            ch.nack(m!, false, true);
+            if (++deliveries === 6) void ch.cancel(m!.fields.consumerTag).then(() => resolve());
+          });
+        }),
+      );
       ch.sendToQueue(PUSH_QUEUE, Buffer.from(JSON.stringify(fine)), { persistent: true });
       await ch.close();
 
-      const s = await start({ PUSH_QUEUE_MAX_DELIVER: '5' });
+      const s = await step('server start on the quorum queue', start({ PUSH_QUEUE_MAX_DELIVER: '5' }));
       const c = await connect(s, 'qq-u');
-      expect(await receive(c, 1)).toEqual(['qq-2']);
+      expect(await step('qq-2 delivered', receive(c, 1))).toEqual(['qq-2']);
       const check = await connection.createChannel();
-      await waitUntil(async () => (await check.checkQueue(DEAD_QUEUE)).messageCount >= 1);
+      await step(
+        'qq-1 dead-lettered',
+        waitUntil(async () => (await check.checkQueue(DEAD_QUEUE)).messageCount >= 1, 20_000),
+      );
       const got = await check.get(DEAD_QUEUE, { noAck: true });
       const letter = got ? JSON.parse(got.content.toString()) : null;
       expect(letter).toMatchObject({
@@ -321,9 +340,8 @@ await describeWithService('rabbitmq', 'RabbitMQ queue ingress', (url) => {
       expect(Number(/after (\d+)/.exec(letter.error.message)![1])).toBeGreaterThan(6);
       expect((await s.api('GET', '/v1/messages/qq-1')).status).toBe(404);
     } finally {
-      for (const s of servers.splice(0)) await s.stop();
-      const ch = await connection.createChannel();
-      await ch.deleteQueue(PUSH_QUEUE); // the next tests declare it classic again
+      // The queues are deleted before the next test (beforeEach), not here: a test that timed
+      // out runs this late, and would delete the next test's queue under it.
       await connection.close();
     }
   });
