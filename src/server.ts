@@ -30,9 +30,6 @@ import { createStore } from './store/create-store.js';
 /** Each resend waits this many times longer than the one before (5 s, 15 s, 45 s, …). */
 const RESEND_BACKOFF = 3;
 
-/** seq 0 marks topic frames: they have no per-user status. */
-const isUserSeq = (seq: number) => seq > 0;
-
 export interface PushServer {
   readonly config: Config;
   readonly apps: AppRegistry;
@@ -75,8 +72,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
       onWritten(s, seqs, times, now) {
         for (const t of times) if (t >= 0) metrics.deliverySeconds.observe((now - t) / 1000);
         metrics.countLiveDeliveries(seqs.length);
-        // A broadcast writes only topic frames: no array to build for them.
-        if (seqs.some(isUserSeq)) status.markSent(s.appId, s.userId, seqs.filter(isUserSeq), now);
+        status.markSent(s.appId, s.userId, seqs, now);
       },
       onRegistered: (s) => gateway!.registered(s),
       onUnregistered: (s) => gateway!.unregistered(s),

@@ -27,16 +27,32 @@ export class StatusWriter {
     this.commit = new GroupCommit((updates) => store.applyDeliveryUpdates(updates), 500, STATUS_WINDOW_MS);
   }
 
-  /** Records that user messages were written to a socket; merged per user within one event-loop turn. */
+  /**
+   * Records that frames were written to a socket; merged per user within one event-loop turn.
+   * seq 0 marks a topic frame, which has no per-user status: a broadcast's writes cost a loop
+   * over one element here and nothing else.
+   */
   markSent(appId: string, userId: string, seqs: readonly number[], at: number): void {
+    let entry: { seqs: number[] } | undefined;
+    for (const seq of seqs) {
+      if (seq === 0) continue;
+      entry ??= this.sentEntry(appId, userId, at);
+      entry.seqs.push(seq);
+    }
+  }
+
+  private sentEntry(appId: string, userId: string, at: number): { seqs: number[] } {
     const k = `${appId}\0${userId}`;
-    const entry = this.sent.get(k);
-    if (entry) entry.seqs.push(...seqs);
-    else this.sent.set(k, { appId, userId, seqs: [...seqs], at });
+    let entry = this.sent.get(k);
+    if (!entry) {
+      entry = { appId, userId, seqs: [], at };
+      this.sent.set(k, entry);
+    }
     if (!this.sentScheduled) {
       this.sentScheduled = true;
       setImmediate(() => this.submitSent());
     }
+    return entry;
   }
 
   /** Applies an ack; resolves with how many deliveries moved to `acked`. */

@@ -42,7 +42,7 @@ export class ConnectionLog {
 
   heartbeat(now: number): void {
     this.store.touchNode(this.nodeId, now).catch((err: unknown) => {
-      this.log.warn({ err }, 'could not record heartbeats');
+      this.log.warn({ err }, 'could not record the node heartbeat');
     });
   }
 

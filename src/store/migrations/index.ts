@@ -157,7 +157,7 @@ function initial(dialect: SqlDialect): Migration {
 /**
  * Liveness moves from every connection row to one row per node: a node rewrote each of its
  * connections' `last_heartbeat` once per interval (15k rows: a 55 ms UPDATE holding their row
- * locks on MariaDB, 25–30 ms of the event loop on SQLite). Now it refreshes its own row and a
+ * locks on MariaDB, 24–33 ms of CPU in slices on SQLite's event loop). Now it refreshes its own row and a
  * connection is live while its node is. Nodes with online connections get their row here,
  * from the heartbeats they had written, so upgraded nodes judge them like the others.
  */
