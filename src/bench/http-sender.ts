@@ -102,15 +102,20 @@ export class HttpSender {
     this.settle(c, status, true);
   }
 
-  /** Reports the request in flight and, if the connection is reusable, gives it the next one. */
+  /**
+   * Reports the request in flight and, if the connection is reusable, gives it the next one.
+   * A response with no request in flight (a server speaking out of turn) changes nothing: the
+   * connection is idle already, and listing it twice would put two requests on it at once.
+   */
   private settle(c: Connection, status: number, reusable: boolean): void {
     const resolve = c.inFlight;
+    if (!resolve) return;
     c.inFlight = null;
     if (reusable) {
       const next = this.waiting.shift();
       if (next) this.send(c, next.body, next.resolve);
       else this.idle.push(c);
     }
-    resolve?.(status);
+    resolve(status);
   }
 }

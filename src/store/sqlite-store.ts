@@ -316,8 +316,6 @@ const CHECKPOINT_RESTART_FRAMES = 2_000;
 /** The main connection checkpoints only past this many WAL pages (~64 MB), if the thread lags. */
 const FALLBACK_CHECKPOINT_PAGES = 16_000;
 
-/** Connections touched per heartbeat statement: a few milliseconds of event loop each. */
-
 const UNACKED_SQL = `(${PENDING}, ${SENT}, ${STATUS_CODE.failed})`;
 /**
  * The backlog index holds only rows with `acked_at is null` (see the migration); a query uses
