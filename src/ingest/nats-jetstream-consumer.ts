@@ -18,13 +18,8 @@ import { connect, millis, type NatsConnection, nanos } from '@nats-io/transport-
 import { PushError } from '../domain/errors.js';
 import { isValidMessageId } from '../domain/ids.js';
 import type { QueueDriverConfig, QueueDriverDeps } from './create-queue-consumers.js';
-import {
-  decodeUtf8,
-  maskCredentials,
-  maxDeliveriesLetter,
-  type QueueConsumer,
-  type QueueOutcome,
-} from './queue-consumer.js';
+import { QueueDriverCore, startFailure } from './queue/queue-driver.js';
+import type { QueueConsumer } from './queue-consumer.js';
 
 /**
  * NATS JetStream queue ingress. Producers publish the `/v1/push` body plus `"app"` to any
@@ -44,11 +39,11 @@ import {
  * existing stream or consumer is used as it is, so an operator may pre-create them with
  * other limits; the consumer must be a pull consumer with explicit acks.
  *
- * Message id: when the body is a JSON object without an `id` key and the message carries a
- * valid `Nats-Msg-Id` header, that header becomes the push's `id` (a republish with the same
- * header is then a duplicate here too, outside JetStream's dedupe window). When the body has
- * an `id`, the body wins and the header is ignored: the body is the push request, the header
- * only the transport's dedupe key. A header that is not a valid message id is ignored.
+ * Message id: a body without an `id` takes the message's `Nats-Msg-Id` header when that is a
+ * valid message id (a republish with the same header is then a duplicate here too, outside
+ * JetStream's dedupe window), else `nats-<stream sequence>-<store time ns>`. When the body has
+ * an `id`, the body wins: the body is the push request, the header only the transport's dedupe
+ * key. The body itself is never rewritten, so a dead letter carries it as published.
  *
  * Order: pushes are submitted in delivery order. JetStream redelivers an unacked message
  * only after the ack wait, so after a (re)connect with unacked deliveries outstanding (this
@@ -79,9 +74,6 @@ const CONNECT_TIMEOUT_MS = 5_000;
 const RECONNECT_WAIT_MS = 1_000;
 /** After a reconnect JetStream may answer late (it recovers its streams first). */
 const REATTACH_RETRY_MS = 1_000;
-/** A message whose push failed (store down) is redelivered after 1 s, 2 s, 4 s … at most 30 s. */
-const RETRY_DELAY_MS = 1_000;
-const RETRY_MAX_DELAY_MS = 30_000;
 /** How often the ack floor is checked while newer messages are held. */
 const BARRIER_POLL_MAX_MS = 1_000;
 
@@ -121,12 +113,14 @@ export class NatsJetStreamConsumer implements QueueConsumer {
   private connected = false;
   private closing = false;
   private ackWaitMs = ACK_WAIT_MS;
-  private readonly inFlight = new Set<Promise<void>>();
+  private readonly core: QueueDriverCore;
 
   constructor(
     private readonly config: QueueDriverConfig,
     private readonly deps: QueueDriverDeps,
-  ) {}
+  ) {
+    this.core = new QueueDriverCore(this.name, config, deps);
+  }
 
   async start(): Promise<void> {
     try {
@@ -145,11 +139,7 @@ export class NatsJetStreamConsumer implements QueueConsumer {
     } catch (err) {
       await this.nc?.close().catch(() => {});
       this.nc = null;
-      throw new PushError(
-        'unavailable',
-        `PUSH_QUEUE_URL: cannot consume from NATS JetStream at ${maskCredentials(this.config.url)}: ${(err as Error).message}`,
-        { cause: err },
-      );
+      throw startFailure('NATS JetStream', this.config.url, err);
     }
     this.deps.log.info(
       { stream: STREAM, consumer: DURABLE, prefetch: this.config.prefetch },
@@ -165,13 +155,14 @@ export class NatsJetStreamConsumer implements QueueConsumer {
 
   async close(): Promise<void> {
     this.closing = true;
+    this.core.beginClose();
     const sessions = [this.session, this.draining].filter((s): s is Session => s !== null);
     this.session = null;
     // Connected, the current fetch ends within PULL_EXPIRES_MS; disconnected, nothing more can arrive.
     for (const s of sessions) this.endSession(s, !this.connected);
     await this.attaching?.catch(() => {});
     await Promise.all(sessions.map((s) => s.done));
-    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+    await this.core.drain();
     const nc = this.nc;
     this.nc = null;
     if (!nc) return;
@@ -184,7 +175,7 @@ export class NatsJetStreamConsumer implements QueueConsumer {
     for await (const s of nc.status()) {
       if (s.type === 'disconnect') {
         this.connected = false;
-        this.deps.log.warn({ inFlight: this.inFlight.size }, 'nats: disconnected; reconnecting');
+        this.deps.log.warn({ inFlight: this.core.inFlight }, 'nats: disconnected; reconnecting');
         const session = this.session;
         this.session = null;
         if (session) {
@@ -268,11 +259,11 @@ export class NatsJetStreamConsumer implements QueueConsumer {
     const { prefetch } = this.config;
     const minBatch = Math.ceil(prefetch / 4);
     while (!session.ended) {
-      while (this.inFlight.size > prefetch - minBatch) await Promise.race(this.inFlight);
+      while (this.core.inFlight > prefetch - minBatch) await this.core.oneSettled();
       if (session.ended) break;
       try {
         session.batch = await session.consumer.fetch({
-          max_messages: prefetch - this.inFlight.size,
+          max_messages: prefetch - this.core.inFlight,
           expires: PULL_EXPIRES_MS,
         });
         for await (const msg of session.batch) this.admit(session, msg);
@@ -292,7 +283,7 @@ export class NatsJetStreamConsumer implements QueueConsumer {
 
   private admit(session: Session, msg: JsMsg): void {
     if (session.barrier === 0 || msg.info.streamSequence <= session.barrier) {
-      this.track(this.handleMessage(msg));
+      void this.handleMessage(msg);
     } else if (!session.ended) {
       session.held.push({ msg, touchedAt: Date.now() });
     }
@@ -319,7 +310,7 @@ export class NatsJetStreamConsumer implements QueueConsumer {
       const held = session.held;
       session.held = [];
       this.deps.log.info({ released: held.length }, 'nats: earlier deliveries settled; taking new messages');
-      for (const h of held) this.track(this.handleMessage(h.msg));
+      for (const h of held) void this.handleMessage(h.msg);
       return;
     }
     const now = Date.now();
@@ -332,71 +323,36 @@ export class NatsJetStreamConsumer implements QueueConsumer {
     this.scheduleBarrierCheck(session);
   }
 
-  private track(task: Promise<void>): void {
-    const settled = task.catch((err: unknown) =>
-      this.deps.log.warn({ err }, 'nats: message not settled; JetStream will redeliver it'),
-    );
-    this.inFlight.add(settled);
-    void settled.finally(() => this.inFlight.delete(settled));
-  }
-
   /** Must reach `accept` synchronously: that call fixes the message's place in the push order. */
-  private async handleMessage(msg: JsMsg): Promise<void> {
+  private handleMessage(msg: JsMsg): Promise<void> {
     if (msg.subject === DEAD_SUBJECT) {
       msg.ack(); // our own dead letter, kept by the stream: not ingress
-      return;
+      return Promise.resolve();
     }
-    const deliveries = msg.info.deliveryCount;
-    const original = Buffer.from(msg.data.buffer, msg.data.byteOffset, msg.data.byteLength);
-    if (deliveries > this.config.maxDeliver) {
-      await this.deadLetterAndAck(msg, maxDeliveriesLetter(original, deliveries - 1, null));
-      return;
-    }
-    const withId = withMessageId(original, msg.headers?.get(MSG_ID_HEADER));
-    let outcome: QueueOutcome;
-    try {
-      // Without a Nats-Msg-Id, the stream sequence and store time identify the message on
-      // every redelivery (the time tells apart the sequences of a re-created stream).
-      const brokerId = `nats-${msg.info.streamSequence}-${msg.info.timestampNanos}`;
-      outcome = await this.deps.queue.accept(withId ?? original, 'nats', brokerId);
-    } catch (err) {
-      // RetryableQueueError (store down): not durable, so not acked.
-      this.deps.metrics.queueMessages.inc({ queue: this.name, outcome: 'retry' });
-      if (deliveries >= this.config.maxDeliver) {
-        await this.deadLetterAndAck(msg, maxDeliveriesLetter(original, deliveries, err));
-        return;
-      }
-      msg.nak(Math.min(RETRY_MAX_DELAY_MS, RETRY_DELAY_MS * 2 ** (deliveries - 1)));
-      return;
-    }
-    if (outcome.kind === 'dead') {
-      // The dead letter carries the body as published, not the one with the header's id.
-      const letter = withId ? withOriginalBody(outcome.deadLetter, original) : outcome.deadLetter;
-      await this.deadLetterAndAck(msg, letter);
-      return;
-    }
-    msg.ack();
-    this.deps.metrics.queueMessages.inc({ queue: this.name, outcome: 'pushed' });
-  }
-
-  private async deadLetterAndAck(msg: JsMsg, letter: string): Promise<void> {
-    try {
-      // The msgID makes a second dead letter for one message (crash before the ack) a duplicate.
-      await this.js!.publish(DEAD_SUBJECT, letter, {
-        msgID: `dead:${msg.info.stream}:${msg.info.streamSequence}`,
-      });
-    } catch (err) {
-      this.deps.metrics.queueMessages.inc({ queue: this.name, outcome: 'retry' });
-      this.deps.log.warn(
-        { err },
-        `nats: dead letter not stored on ${DEAD_SUBJECT}; redelivering the message`,
-      );
-      msg.nak(RETRY_DELAY_MS);
-      return;
-    }
-    msg.ack();
-    this.deps.metrics.queueMessages.inc({ queue: this.name, outcome: 'dead' });
-    this.deps.log.info({ seq: msg.info.streamSequence, subject: msg.subject }, 'nats: message dead-lettered');
+    const header = msg.headers?.get(MSG_ID_HEADER);
+    // Without a Nats-Msg-Id, the stream sequence and store time identify the message on
+    // every redelivery (the time tells apart the sequences of a re-created stream).
+    const brokerId =
+      header && isValidMessageId(header)
+        ? header
+        : `nats-${msg.info.streamSequence}-${msg.info.timestampNanos}`;
+    return this.core.handle(
+      {
+        body: Buffer.from(msg.data.buffer, msg.data.byteOffset, msg.data.byteLength),
+        deliveries: msg.info.deliveryCount,
+        brokerId,
+      },
+      {
+        ack: () => msg.ack(),
+        retry: (delayMs) => msg.nak(delayMs),
+        deadLetter: async (letter) => {
+          // The msgID makes a second dead letter for one message (crash before the ack) a duplicate.
+          await this.js!.publish(DEAD_SUBJECT, letter, {
+            msgID: `dead:${msg.info.stream}:${msg.info.streamSequence}`,
+          });
+        },
+      },
+    );
   }
 }
 
@@ -442,33 +398,4 @@ async function ensureConsumer(jsm: JetStreamManager, prefetch: number): Promise<
 
 function isApiError(err: unknown, code: number): boolean {
   return err instanceof JetStreamApiError && err.code === code;
-}
-
-/**
- * The body with `"id":<header>` inserted after its opening brace, or null when the rule does
- * not apply (no valid header, not UTF-8, not a JSON object, or the body has its own `id`).
- * Splicing text instead of re-serialising keeps the rest of the body exactly as published.
- */
-export function withMessageId(body: Buffer, header: string | undefined): Buffer | null {
-  if (!header || !isValidMessageId(header)) return null;
-  const text = decodeUtf8(body);
-  if (text === null) return null;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    return null;
-  }
-  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed) || Object.hasOwn(parsed, 'id')) {
-    return null;
-  }
-  const open = text.indexOf('{') + 1; // it parsed as an object: the first non-blank character
-  const rest = text.slice(open);
-  const separator = /^\s*\}/.test(rest) ? '' : ',';
-  return Buffer.from(`${text.slice(0, open)}"id":${JSON.stringify(header)}${separator}${rest}`);
-}
-
-function withOriginalBody(letter: string, original: Buffer): string {
-  const parsed = JSON.parse(letter) as Record<string, unknown>;
-  return JSON.stringify({ ...parsed, body: original.toString('utf8') });
 }

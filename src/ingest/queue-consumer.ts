@@ -7,11 +7,12 @@ import type { Ingest } from './ingest.js';
 import { parsePushRequest } from './push-request.js';
 
 /**
- * The queue ingress seam. Drivers (RabbitMQ, NATS JetStream, Redis Streams) only move
- * bytes: they hand each message's body to `QueueIngest.accept`, ack it to their broker
- * once the returned outcome says so, publish dead letters, and reconnect with backoff.
+ * The queue ingress seam. Drivers (RabbitMQ, NATS JetStream, Redis Streams, Kafka) only move
+ * bytes: each hands its deliveries to the shared decision tree in queue/queue-driver.ts, which
+ * calls `QueueIngest.accept` and tells the driver when to ack, retry or dead-letter; the
+ * driver connects, reconnects with backoff and settles messages on its broker.
  *
- * Guarantees every driver keeps (test/integration/queue-*.test.ts):
+ * Guarantees every driver keeps (test/contract/queue-contract.ts, test/integration/queue-*.test.ts):
  * - a message is acked to its broker only after its push is durable (or dead-lettered);
  * - messages of one user taken from one queue keep their queue order (accept is called in
  *   delivery order, and it submits pushes in call order);
@@ -19,7 +20,7 @@ import { parsePushRequest } from './push-request.js';
  * - a store failure is not acked: the broker redelivers it later.
  */
 export interface QueueConsumer {
-  /** `rabbitmq`, `nats`, `redis`: names the backend in /readyz and logs. */
+  /** `rabbitmq`, `nats`, `redis`, `kafka`: names the backend in /readyz and logs. */
   readonly name: string;
   /** Connects and starts consuming; rejects at startup when the URL is wrong (fail fast). */
   start(): Promise<void>;
@@ -140,15 +141,6 @@ export function maxDeliveriesLetter(body: Buffer, deliveries: number, cause: unk
   const why = cause instanceof Error && cause.cause instanceof Error ? `: ${cause.cause.message}` : '';
   const err = new PushError('unavailable', `not durable after ${deliveries} deliveries${why}`);
   return deadLetter(err, body, decodeUtf8(body), 'max_deliveries');
-}
-
-/** Reconnect delays: doubling from 250 ms to a 10 s cap, each drawn from [d/2, d] so nodes spread out. */
-const RECONNECT_INITIAL_MS = 250;
-const RECONNECT_MAX_MS = 10_000;
-
-export function reconnectDelay(attempt: number): number {
-  const ceiling = Math.min(RECONNECT_MAX_MS, RECONNECT_INITIAL_MS * 2 ** attempt);
-  return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
 }
 
 /** A broker URL fit for logs and errors: credentials masked. */

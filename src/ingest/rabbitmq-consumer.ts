@@ -2,14 +2,8 @@ import { createHash } from 'node:crypto';
 import amqp, { type ChannelModel, type ConfirmChannel, type ConsumeMessage } from 'amqplib';
 import { PushError } from '../domain/errors.js';
 import type { QueueDriverConfig, QueueDriverDeps } from './create-queue-consumers.js';
-import {
-  maskCredentials,
-  maxDeliveriesLetter,
-  type QueueConsumer,
-  type QueueOutcome,
-  RetryableQueueError,
-  reconnectDelay,
-} from './queue-consumer.js';
+import { QueueDriverCore, reconnectDelay, startFailure } from './queue/queue-driver.js';
+import type { QueueConsumer } from './queue-consumer.js';
 
 /**
  * RabbitMQ queue ingress (amqplib). Producers publish the `/v1/push` body plus `"app"` to
@@ -27,15 +21,8 @@ import {
 export const PUSH_QUEUE = 'message-push.push';
 export const DEAD_QUEUE = 'message-push.dead';
 
-/** Reconnect delays double from 250 ms up to 10 s; each is drawn from [delay/2, delay] so nodes spread out. */
 /** A broker that accepts TCP but never answers the handshake must not hang startup. */
 const CONNECT_TIMEOUT_MS = 5_000;
-/**
- * Pause before a message whose push failed (store down) is requeued, doubling per delivery up
- * to the cap: no hot redelivery loop, and `maxDeliver` tries span a store outage of tens of seconds.
- */
-const RETRY_DELAY_MS = 1_000;
-const RETRY_DELAY_MAX_MS = 30_000;
 /** Bodies remembered for delivery counting on classic queues (no x-delivery-count); oldest dropped first. */
 const MAX_TRACKED_FAILURES = 10_000;
 
@@ -66,26 +53,22 @@ class RabbitMqConsumer implements QueueConsumer {
   /** Set once the first connection consumed: from then on a loss is retried, before it fails start(). */
   private started = false;
   private closing = false;
-  private readonly inFlight = new Set<Promise<void>>();
-  /** Retry pauses in progress: close() ends them, since closing the connection requeues anyway. */
-  private readonly pauses = new Set<() => void>();
+  private readonly core: QueueDriverCore;
   /** Retryable failures per body hash: a classic queue only says `redelivered`, not how often. */
   private readonly failures = new Map<string, number>();
 
   constructor(
     private readonly config: QueueDriverConfig,
     private readonly deps: QueueDriverDeps,
-  ) {}
+  ) {
+    this.core = new QueueDriverCore(this.name, config, deps);
+  }
 
   async start(): Promise<void> {
     try {
       await this.connectOnce();
     } catch (err) {
-      throw new PushError(
-        'unavailable',
-        `PUSH_QUEUE_URL: cannot consume from RabbitMQ at ${maskCredentials(this.config.url)}: ${(err as Error).message}`,
-        { cause: err },
-      );
+      throw startFailure('RabbitMQ', this.config.url, err);
     }
     this.started = true;
     this.deps.log.info({ queue: PUSH_QUEUE, prefetch: this.config.prefetch }, 'rabbitmq: consuming');
@@ -98,14 +81,15 @@ class RabbitMqConsumer implements QueueConsumer {
   async close(): Promise<void> {
     this.closing = true;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
-    for (const wake of this.pauses) wake();
+    // Retry pauses end now: closing the connection requeues those messages anyway.
+    this.core.beginClose();
     await this.connecting?.catch(() => {});
     const link = this.link;
     if (link?.consumerTag) {
       // basic.cancel: the broker stops delivering; messages already here are finished below.
       await link.channel.cancel(link.consumerTag).catch(() => {});
     }
-    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+    await this.core.drain();
     this.link = null;
     if (link) await link.connection.close().catch(() => {});
   }
@@ -144,7 +128,7 @@ class RabbitMqConsumer implements QueueConsumer {
       // Current before consume: deliveries may arrive before consume() resolves.
       this.link = link;
       const { consumerTag } = await channel.consume(PUSH_QUEUE, (msg) => {
-        if (msg) this.track(this.handleMessage(link, msg));
+        if (msg) void this.handleMessage(link, msg);
         // A null delivery: the broker cancelled us (queue deleted). Reconnecting declares it again.
         else this.handleLoss(link, new Error(`consumer cancelled by the broker (${PUSH_QUEUE} deleted?)`));
       });
@@ -165,7 +149,7 @@ class RabbitMqConsumer implements QueueConsumer {
     if (this.closing || !this.started) return;
     this.lostAt = Date.now();
     this.deps.log.warn(
-      { reason: err?.message ?? 'closed', inFlight: this.inFlight.size },
+      { reason: err?.message ?? 'closed', inFlight: this.core.inFlight },
       'rabbitmq: connection lost; unacked messages go back to the queue; reconnecting',
     );
     this.scheduleReconnect();
@@ -197,70 +181,37 @@ class RabbitMqConsumer implements QueueConsumer {
     }, delay);
   }
 
-  private track(task: Promise<void>): void {
-    this.inFlight.add(task);
-    void task.finally(() => this.inFlight.delete(task));
-  }
-
-  /** Never rejects: a message is acked, dead-lettered and acked, or requeued after a pause. */
-  private async handleMessage(link: Link, msg: ConsumeMessage): Promise<void> {
+  /** Settles on the channel that delivered the message; the core decides which way. */
+  private handleMessage(link: Link, msg: ConsumeMessage): Promise<void> {
     const deliveries = this.countDeliveries(msg);
-    try {
-      if (deliveries > this.config.maxDeliver) {
-        return await this.deadLetterAndAck(link, msg, maxDeliveriesLetter(msg.content, deliveries, null));
-      }
-      let outcome: QueueOutcome;
-      try {
-        // AMQP has no broker-assigned id; a producer's message-id property serves as one.
-        const messageId = msg.properties.messageId as string | undefined;
-        outcome = await this.deps.queue.accept(msg.content, 'rabbitmq', messageId);
-      } catch (err) {
-        this.deps.metrics.queueMessages.inc({ queue: this.name, outcome: 'retry' });
-        if (deliveries < this.config.maxDeliver) throw err;
-        return await this.deadLetterAndAck(link, msg, maxDeliveriesLetter(msg.content, deliveries, err));
-      }
-      if (outcome.kind === 'dead') return await this.deadLetterAndAck(link, msg, outcome.deadLetter);
-      this.forgetFailure(msg);
-      this.settle(link, () => link.channel.ack(msg));
-      this.deps.metrics.queueMessages.inc({ queue: this.name, outcome: 'pushed' });
-    } catch (err) {
-      // Not durable (store down: QueueIngest logged it) or the dead letter not confirmed: requeue.
-      if (!(err instanceof RetryableQueueError)) {
-        this.deps.log.warn({ err }, 'rabbitmq: message not settled; requeueing it');
-      }
-      this.rememberFailure(msg, deliveries);
-      await this.pause(Math.min(RETRY_DELAY_MAX_MS, RETRY_DELAY_MS * 2 ** (deliveries - 1)));
-      this.settle(link, () => link.channel.nack(msg, false, true));
-    }
-  }
-
-  private async deadLetterAndAck(link: Link, msg: ConsumeMessage, letter: string): Promise<void> {
-    if (this.link !== link) return; // its channel is gone: the broker redelivers it
-    await new Promise<void>((resolve, reject) => {
-      link.channel.sendToQueue(
-        DEAD_QUEUE,
-        Buffer.from(letter),
-        { persistent: true, contentType: 'application/json' },
-        (err: unknown) => (err ? reject(err) : resolve()),
-      );
-    });
-    this.forgetFailure(msg);
-    this.settle(link, () => link.channel.ack(msg));
-    this.deps.metrics.queueMessages.inc({ queue: this.name, outcome: 'dead' });
-  }
-
-  private async pause(ms: number): Promise<void> {
-    if (this.closing) return;
-    let wake = () => {};
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      wake = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-      this.pauses.add(wake);
-    });
-    this.pauses.delete(wake);
+    // AMQP has no broker-assigned id; a producer's message-id property serves as one.
+    const brokerId = msg.properties.messageId as string | undefined;
+    return this.core.handle(
+      { body: msg.content, deliveries, brokerId },
+      {
+        ack: () => {
+          this.forgetFailure(msg);
+          this.settle(link, () => link.channel.ack(msg));
+        },
+        retry: async (delayMs) => {
+          this.rememberFailure(msg, deliveries);
+          await this.core.pause(delayMs);
+          this.settle(link, () => link.channel.nack(msg, false, true));
+        },
+        deadLetter: (letter) => {
+          // Its channel is gone: the broker has requeued it already.
+          if (this.link !== link) return Promise.reject(new Error('rabbitmq: channel closed'));
+          return new Promise<void>((resolve, reject) => {
+            link.channel.sendToQueue(
+              DEAD_QUEUE,
+              Buffer.from(letter),
+              { persistent: true, contentType: 'application/json' },
+              (err: unknown) => (err ? reject(err) : resolve()),
+            );
+          });
+        },
+      },
+    );
   }
 
   /** Acks/nacks on the channel that delivered the message; once it is gone the broker has requeued it. */

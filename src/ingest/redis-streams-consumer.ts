@@ -1,14 +1,8 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import { PushError } from '../domain/errors.js';
 import type { QueueDriverConfig, QueueDriverDeps } from './create-queue-consumers.js';
-import {
-  deadLetter,
-  maskCredentials,
-  maxDeliveriesLetter,
-  type QueueConsumer,
-  type QueueOutcome,
-  reconnectDelay,
-} from './queue-consumer.js';
+import { QueueDriverCore, reconnectDelay, startFailure } from './queue/queue-driver.js';
+import { deadLetter, type QueueConsumer } from './queue-consumer.js';
 
 /**
  * Redis Streams queue ingress (ioredis). Producers append one entry per message to the
@@ -43,7 +37,6 @@ const RECLAIM_MIN_IDLE_MS = 30_000;
 const RECLAIM_INTERVAL_MS = 10_000;
 /** Reading pauses this long after a push failed (store down) or a read failed (Redis down). */
 const RETRY_PAUSE_MS = 1_000;
-/** Reconnect delays double from 250 ms up to 10 s; each is drawn from [delay/2, delay] so nodes spread out. */
 const CONNECT_TIMEOUT_MS = 5_000;
 /** close() waits this long for XACKs before dropping them (Redis down): those entries are redelivered. */
 const CLOSE_ACK_WAIT_MS = 5_000;
@@ -83,11 +76,13 @@ class RedisStreamsConsumer implements QueueConsumer {
   private rescanOwn = true;
   private nextReclaimAt = 0;
   private pauseUntil = 0;
+  private readonly core: QueueDriverCore;
 
   constructor(
     private readonly config: QueueDriverConfig,
     private readonly deps: QueueDriverDeps,
   ) {
+    this.core = new QueueDriverCore(this.name, config, deps);
     this.commands = new Redis(config.url, this.options('commands'));
     this.reader = new Redis(config.url, this.options('reader'));
     this.watch(this.commands, 'commands');
@@ -102,12 +97,7 @@ class RedisStreamsConsumer implements QueueConsumer {
     } catch (err) {
       this.commands.disconnect();
       this.reader.disconnect();
-      const why = (this.lastError ?? (err as Error)).message;
-      throw new PushError(
-        'unavailable',
-        `PUSH_QUEUE_URL: cannot consume from Redis at ${maskCredentials(this.config.url)}: ${why}`,
-        { cause: err },
-      );
+      throw startFailure('Redis', this.config.url, this.lastError ?? err);
     }
     this.started = true;
     this.loop = this.run();
@@ -126,6 +116,7 @@ class RedisStreamsConsumer implements QueueConsumer {
   async close(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    this.core.beginClose();
     this.signal();
     if (this.readerId !== null && this.commands.status === 'ready') {
       // Ends the blocking read now, as if it had timed out: no entry is taken and lost.
@@ -289,38 +280,31 @@ class RedisStreamsConsumer implements QueueConsumer {
     }
   }
 
-  private async handleEntry(entry: Entry, deliveries: number): Promise<void> {
-    if (entry.fields === null) return this.ack(entry.id); // deleted while pending: nothing to push
+  private handleEntry(entry: Entry, deliveries: number): Promise<void> {
+    // Deleted (XDEL, trimming) while pending: nothing to push.
+    if (entry.fields === null) return this.core.track(this.ack(entry.id));
     const body = fieldOf(entry.fields, BODY_FIELD);
     if (body === null) {
       const err = new PushError('bad_request', `stream entry has no "${BODY_FIELD}" field`);
-      return this.deadLetterAndAck(entry.id, deadLetter(err, Buffer.alloc(0), ''));
+      const letter = deadLetter(err, Buffer.alloc(0), '');
+      return this.core.track(this.xadd(letter).then(() => this.ack(entry.id)));
     }
-    if (deliveries > this.config.maxDeliver) {
-      return this.deadLetterAndAck(entry.id, maxDeliveriesLetter(body, deliveries, null));
-    }
-    let outcome: QueueOutcome;
-    try {
-      // Entry ids are unique and time-ordered per stream, the same on every redelivery.
-      outcome = await this.deps.queue.accept(body, 'redis', `redis-${entry.id}`);
-    } catch (err) {
-      // RetryableQueueError (store down): left pending, claimed again once idle.
-      this.deps.metrics.queueMessages.inc({ queue: this.name, outcome: 'retry' });
-      if (deliveries >= this.config.maxDeliver) {
-        return this.deadLetterAndAck(entry.id, maxDeliveriesLetter(body, deliveries, err));
-      }
-      this.pauseUntil = Date.now() + RETRY_PAUSE_MS;
-      return;
-    }
-    if (outcome.kind === 'dead') return this.deadLetterAndAck(entry.id, outcome.deadLetter);
-    await this.ack(entry.id);
-    this.deps.metrics.queueMessages.inc({ queue: this.name, outcome: 'pushed' });
+    // Entry ids are unique and time-ordered per stream, the same on every redelivery.
+    return this.core.handle(
+      { body, deliveries, brokerId: `redis-${entry.id}` },
+      {
+        ack: () => this.ack(entry.id),
+        // Left pending: claimed again once idle; reading pauses meanwhile (the store is likely down).
+        retry: () => {
+          this.pauseUntil = Date.now() + RETRY_PAUSE_MS;
+        },
+        deadLetter: (letter) => this.xadd(letter),
+      },
+    );
   }
 
-  private async deadLetterAndAck(id: string, letter: string): Promise<void> {
+  private async xadd(letter: string): Promise<void> {
     await this.commands.xadd(DEAD_STREAM, '*', BODY_FIELD, letter);
-    await this.ack(id);
-    this.deps.metrics.queueMessages.inc({ queue: this.name, outcome: 'dead' });
   }
 
   private async ack(id: string): Promise<void> {
