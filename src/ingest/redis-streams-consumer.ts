@@ -18,9 +18,9 @@ import { deadLetter, type QueueConsumer } from './queue-consumer.js';
  *                                                        └─► refused ─► XADD message-push:dead ─► XACK
  *
  * An entry stays pending until its XACK. A node restarted under the same name first reads its
- * own pending entries again, in stream order; the entries of a node that is gone for good, and
- * entries whose push failed (store down), are taken over with XAUTOCLAIM once idle for
- * RECLAIM_MIN_IDLE_MS. Every read or claim counts as a delivery (XPENDING); an entry delivered
+ * own pending entries again, in stream order, and so does a node whose push failed (store
+ * down), after the shared retry backoff; the entries of a node that is gone for good are taken
+ * over with XAUTOCLAIM once idle for RECLAIM_MIN_IDLE_MS. Every read or claim counts as a delivery (XPENDING); an entry delivered
  * more than `maxDeliver` times is dead-lettered with reason `max_deliveries` instead of tried.
  */
 
@@ -35,7 +35,7 @@ const BLOCK_MS = 1_000;
 const RECLAIM_MIN_IDLE_MS = 30_000;
 /** How often idle pending entries are looked for (also once at start). */
 const RECLAIM_INTERVAL_MS = 10_000;
-/** Reading pauses this long after a push failed (store down) or a read failed (Redis down). */
+/** Reading pauses this long after a read failed (Redis down). */
 const RETRY_PAUSE_MS = 1_000;
 const CONNECT_TIMEOUT_MS = 5_000;
 /** close() waits this long for XACKs before dropping them (Redis down): those entries are redelivered. */
@@ -174,6 +174,11 @@ class RedisStreamsConsumer implements QueueConsumer {
   private async run(): Promise<void> {
     while (!this.stopping) {
       try {
+        // First: a failed push (store down) is read again from our pending entries only after its backoff.
+        if (Date.now() < this.pauseUntil) {
+          await this.pause(this.pauseUntil - Date.now());
+          continue;
+        }
         if (this.rescanOwn) {
           this.rescanOwn = false;
           await this.readOwnPending();
@@ -181,10 +186,6 @@ class RedisStreamsConsumer implements QueueConsumer {
         if (Date.now() >= this.nextReclaimAt) {
           this.nextReclaimAt = Date.now() + RECLAIM_INTERVAL_MS;
           await this.reclaimIdle();
-        }
-        if (Date.now() < this.pauseUntil) {
-          await this.pause(this.pauseUntil - Date.now());
-          continue;
         }
         await this.waitForSlots();
         if (this.stopping) break;
@@ -294,9 +295,11 @@ class RedisStreamsConsumer implements QueueConsumer {
       { body, deliveries, brokerId: `redis-${entry.id}` },
       {
         ack: () => this.ack(entry.id),
-        // Left pending: claimed again once idle; reading pauses meanwhile (the store is likely down).
-        retry: () => {
-          this.pauseUntil = Date.now() + RETRY_PAUSE_MS;
+        // Left pending; reading pauses for the backoff (the store is likely down), then our own
+        // pending entries are read again, which counts as their next delivery.
+        retry: (delayMs) => {
+          this.pauseUntil = Math.max(this.pauseUntil, Date.now() + delayMs);
+          this.rescanOwn = true;
         },
         deadLetter: (letter) => this.xadd(letter),
       },

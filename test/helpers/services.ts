@@ -9,6 +9,7 @@ export const SERVICES = {
   redis: { env: 'PUSH_TEST_REDIS_URL', url: 'redis://127.0.0.1:6379' },
   rabbitmq: { env: 'PUSH_TEST_RABBITMQ_URL', url: 'amqp://guest:guest@127.0.0.1:5672' },
   nats: { env: 'PUSH_TEST_NATS_URL', url: 'nats://127.0.0.1:4222' },
+  kafka: { env: 'PUSH_TEST_KAFKA_URL', url: 'kafka://127.0.0.1:9092' },
 } as const;
 
 export type ServiceName = keyof typeof SERVICES;
@@ -18,9 +19,12 @@ export function serviceUrl(name: ServiceName): string {
 }
 
 function reachable(url: string, timeoutMs = 1000): Promise<boolean> {
-  const u = new URL(url);
+  // A Kafka URL may list several brokers: the first one answers for the cluster here.
+  const u = new URL(url.replace(/^(kafka:\/\/[^,/]+),[^/]*/, '$1'));
   const port =
-    Number(u.port) || { 'mysql:': 3306, 'redis:': 6379, 'amqp:': 5672, 'nats:': 4222 }[u.protocol] || 0;
+    Number(u.port) ||
+    { 'mysql:': 3306, 'redis:': 6379, 'amqp:': 5672, 'nats:': 4222, 'kafka:': 9092 }[u.protocol] ||
+    0;
   return new Promise((resolve) => {
     const socket = connect({ host: u.hostname, port, timeout: timeoutMs });
     socket.once('connect', () => {
