@@ -5,22 +5,26 @@
  */
 import { jetstream } from '@nats-io/jetstream';
 import { connect as natsConnect } from '@nats-io/transport-node';
+import { ProduceAcks, Producer } from '@platformatic/kafka';
 import amqp from 'amqplib';
 import { Redis } from 'ioredis';
+import { PUSH_TOPIC, parseKafkaUrl } from '../ingest/queue/kafka-consumer.js';
 import { PUSH_QUEUE } from '../ingest/rabbitmq-consumer.js';
 import { PUSH_STREAM } from '../ingest/redis-streams-consumer.js';
 
-export type QueueKind = 'rabbitmq' | 'redis' | 'nats';
+export type QueueKind = 'rabbitmq' | 'redis' | 'nats' | 'kafka';
 
 export const DEFAULT_QUEUE_URLS: Record<QueueKind, string> = {
   rabbitmq: 'amqp://guest:guest@127.0.0.1:5672',
   redis: 'redis://127.0.0.1:6379',
   nats: 'nats://127.0.0.1:4222',
+  kafka: 'kafka://127.0.0.1:9092',
 };
 
 export function queueKind(url: string): QueueKind {
   if (url.startsWith('amqp')) return 'rabbitmq';
   if (url.startsWith('redis')) return 'redis';
+  if (url.startsWith('kafka')) return 'kafka';
   return 'nats';
 }
 
@@ -48,6 +52,26 @@ export async function publishBodies(url: string, bodies: readonly string[]): Pro
       }
     } finally {
       redis.disconnect();
+    }
+  } else if (kind === 'kafka') {
+    // Unkeyed: the bench's bodies carry no id, and a record key would become the message id.
+    // Records spread over the partitions, as a producer without ordering needs would send them.
+    const { brokers, tls, sasl } = parseKafkaUrl(url);
+    const producer = new Producer({
+      clientId: 'message-push-bench',
+      bootstrapBrokers: brokers,
+      acks: ProduceAcks.ALL,
+      ...(tls ? { tls: {} } : {}),
+      ...(sasl ? { sasl } : {}),
+    });
+    try {
+      for (let at = 0; at < bodies.length; at += CHUNK) {
+        await producer.send({
+          messages: bodies.slice(at, at + CHUNK).map((b) => ({ topic: PUSH_TOPIC, value: Buffer.from(b) })),
+        });
+      }
+    } finally {
+      await producer.close();
     }
   } else {
     const u = new URL(url);
