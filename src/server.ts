@@ -3,6 +3,7 @@ import { createHttpServer } from './api/http-server.js';
 import { registerAdminRoutes } from './api/routes/admin.js';
 import { registerClientRoutes } from './api/routes/client.js';
 import { registerDemoRoutes } from './api/routes/demo.js';
+import { registerGroupRoutes } from './api/routes/groups.js';
 import { registerHistoryRoutes } from './api/routes/history.js';
 import { registerOperationRoutes } from './api/routes/operations.js';
 import { registerPushRoutes } from './api/routes/push.js';
@@ -128,6 +129,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
   const http = createHttpServer(log, config.limits.headersTimeoutMs);
   registerPushRoutes(http, { apps, ingest, maxDataBytes: config.limits.maxDataBytes });
   registerUserRoutes(http, { apps, store, presence, status });
+  registerGroupRoutes(http, { apps, groups: store.groups });
   registerHistoryRoutes(http, { apps, store, hub, status, topicRetention });
   registerClientRoutes(http, { apps, store, status, gateway, metrics, trustProxy: config.trustProxy });
   registerOperationRoutes(http, {
