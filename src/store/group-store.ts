@@ -47,7 +47,7 @@ export interface GroupStore {
   ): Promise<Recipient[]>;
   /** Records the final recipient count on the message and drops the job. */
   finishGroupPush(job: GroupPushJob): Promise<void>;
-  /** Group pushes still being written, with the node writing each. */
+  /** Group pushes still being written, with the node writing each and that node's last heartbeat. */
   openGroupPushes(): Promise<GroupPushJob[]>;
   /** Moves a job to `toNode` if `fromNode` still holds it; false when someone else took it. */
   claimGroupPush(messagePk: number, fromNode: string, toNode: string): Promise<boolean>;
@@ -76,6 +76,8 @@ export interface GroupPushJob {
   readonly message: StoredMessage;
   readonly groups: readonly string[];
   node: string;
+  /** The writing node's last heartbeat (nodes table) when read by `openGroupPushes`; null = node gone. */
+  nodeHeartbeat?: number | null;
   /** Last member written; null = none yet. */
   afterUser: string | null;
   written: number;

@@ -277,7 +277,9 @@ export class SqlGroupStore implements GroupStore {
     const rows = await this.db
       .selectFrom('group_pushes as g')
       .innerJoin('messages as m', 'm.pk', 'g.message_pk')
+      .leftJoin('nodes as n', 'n.node', 'g.node')
       .select([
+        'n.last_heartbeat',
         'g.message_pk',
         'g.group_ids',
         'g.node',
@@ -301,6 +303,7 @@ export class SqlGroupStore implements GroupStore {
       message: toStoredMessage(r),
       groups: JSON.parse(r.group_ids) as string[],
       node: r.node,
+      nodeHeartbeat: r.last_heartbeat === null ? null : Number(r.last_heartbeat),
       afterUser: r.after_user,
       written: Number(r.written),
     }));

@@ -575,7 +575,7 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
       withStore(async (store, app) => {
         const g = store.groups;
         await store.persistPushes([item(app, { to: { users: ['a'] } })]);
-        const push = item(app, { id: 'gp', to: { groups: ['g'] } as never, data: { hi: 1 } });
+        const push = item(app, { id: 'gp', to: { groups: ['g'] }, data: { hi: 1 } });
         const started = await g.startGroupPush(push, ['g'], 'node-1');
         expect(started.kind).toBe('started');
         if (started.kind !== 'started') return;
@@ -605,7 +605,7 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
           id: 'gp',
           recipients: 3,
         });
-        const other = item(app, { id: 'gp', to: { groups: ['g'] } as never, data: { hi: 2 } });
+        const other = item(app, { id: 'gp', to: { groups: ['g'] }, data: { hi: 2 } });
         expect(await g.startGroupPush(other, ['g'], 'node-1')).toEqual({ kind: 'conflict', id: 'gp' });
         // Members read it like any user message, in seq order.
         const backlog = await store.readUserMessages({
@@ -628,7 +628,7 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
     it('group pushes with ttl 0 expire the members offline at once', () =>
       withStore(async (store, app) => {
         const started = await store.groups.startGroupPush(
-          item(app, { to: { groups: ['g'] } as never, ttl: 0 }),
+          item(app, { to: { groups: ['g'] }, ttl: 0 }),
           ['g'],
           'n',
         );

@@ -8,7 +8,8 @@ describe('groups', () => {
   const open: TestClient[] = [];
 
   beforeAll(async () => {
-    t = await startServer({ PUSH_RESEND_MS: '60s' });
+    // Small batches: a group of ten is written in four transactions.
+    t = await startServer({ PUSH_RESEND_MS: '60s', PUSH_GROUP_BATCH: '3' });
   });
   afterEach(async () => {
     await Promise.all(open.splice(0).map((c) => c.close()));
@@ -112,6 +113,92 @@ describe('groups', () => {
       const res = await fetch(`${t.http}/v1/groups/ok/members`);
       expect(res.status).toBe(401);
       expect((await edit('ok', { add: many.slice(0, 2) })).body.count).toBe(2);
+    });
+  });
+
+  describe('group pushes', () => {
+    const push = async (body: Record<string, unknown>) => {
+      const res = await t.push({ data: { n: Math.random() }, ...body });
+      expect(res.status, JSON.stringify(res.body)).toBe(202);
+      return res.body as { id: string; recipients: number; duplicate: boolean };
+    };
+
+    it('reach each member of overlapping groups once, with their next seq', async () => {
+      const [g1, g2] = [fresh('ov'), fresh('ov')];
+      const p = `ov${n}-`;
+      await edit(g1, { add: [`${p}a`, `${p}b`, `${p}c`] });
+      await edit(g2, { add: [`${p}b`, `${p}c`, `${p}d`] });
+      const clients = await Promise.all(['a', 'b', 'c', 'd'].map((u) => connect(p + u)));
+      // b already has a message: the group message is its seq 2.
+      await push({ to: { users: [`${p}b`] } });
+      await clients[1]!.messages(1);
+      const sent = await push({ id: `${p}msg`, to: { groups: [g1, g2, g1] } });
+      expect(sent).toEqual({ id: `${p}msg`, recipients: 4, duplicate: false });
+      const got = await Promise.all(clients.map(async (c) => (await c.messages(1))[0]!));
+      expect(got.map((f) => [f.id, f.seq])).toEqual([
+        [`${p}msg`, 1],
+        [`${p}msg`, 2],
+        [`${p}msg`, 1],
+        [`${p}msg`, 1],
+      ]);
+      // Each member got exactly one: a marker pushed afterwards is the next message everywhere.
+      await push({ to: { users: ['a', 'b', 'c', 'd'].map((u) => p + u) }, type: 'marker' });
+      for (const c of clients) expect((await c.messages(1))[0]!.type).toBe('marker');
+      const status = await t.api('GET', `/v1/messages/${p}msg`);
+      expect(status.body.recipients.map((r: { user: string }) => r.user)).toEqual(
+        ['a', 'b', 'c', 'd'].map((u) => p + u),
+      );
+      expect(status.body.to).toEqual({ groups: [g1, g2] });
+    });
+
+    it('a repeated id returns the first result; a different body conflicts', async () => {
+      const g = fresh('idem');
+      await edit(g, { add: ['i1', 'i2'] });
+      const body = { id: `idem-${n}`, to: { groups: [g] }, data: { x: 1 } };
+      expect(await push(body)).toEqual({ id: body.id, recipients: 2, duplicate: false });
+      await edit(g, { add: ['i3'] });
+      expect(await push(body)).toEqual({ id: body.id, recipients: 2, duplicate: true });
+      const other = await t.push({ ...body, data: { x: 2 } });
+      expect(other.status).toBe(409);
+    });
+
+    it('is stored for offline members and arrives in their backlog on connect', async () => {
+      const g = fresh('off');
+      const members = Array.from({ length: 10 }, (_, i) => `off${n}-${i}`);
+      await edit(g, { add: members });
+      const sent = await push({ to: { groups: [g] } });
+      expect(sent.recipients).toBe(10);
+      for (const u of [members[0]!, members[9]!]) {
+        const c = await connect(u);
+        const [m] = await c.messages(1);
+        expect([m!.id, m!.seq]).toEqual([sent.id, 1]);
+      }
+    });
+
+    it('applies platforms: members on other platforms do not get it', async () => {
+      const g = fresh('plat');
+      const [ios, android] = [`plat${n}-ios`, `plat${n}-android`];
+      await edit(g, { add: [ios, android] });
+      const a = await connect(ios, 'ios');
+      const b = await connect(android, 'android');
+      const sent = await push({ to: { groups: [g] }, platforms: ['ios'] });
+      expect(sent.recipients).toBe(2);
+      expect((await a.messages(1))[0]!.id).toBe(sent.id);
+      const marker = await push({ to: { users: [android] } });
+      expect((await b.messages(1))[0]!.id).toBe(marker.id);
+    });
+
+    it('an empty or unknown group is accepted with 0 recipients; bad group lists are 400', async () => {
+      expect((await push({ to: { groups: ['nobody-here'] } })).recipients).toBe(0);
+      for (const to of [
+        { groups: [] },
+        { groups: ['bad group'] },
+        { groups: Array.from({ length: 101 }, (_, i) => `g${i}`) },
+        { groups: ['g'], users: ['u'] },
+      ]) {
+        const res = await t.push({ to });
+        expect(res.status, JSON.stringify(to)).toBe(400);
+      }
     });
   });
 });
