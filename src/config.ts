@@ -49,6 +49,8 @@ export interface DeliveryConfig {
   readonly topicRetentionCount: number;
   /** … and none older than this. */
   readonly topicRetentionMs: number;
+  /** Members a group push writes per transaction. */
+  readonly groupBatch: number;
 }
 
 export interface Config {
@@ -94,6 +96,7 @@ export const DEFAULT_TOPIC_RETENTION_COUNT = 1000;
 export const DEFAULT_QUEUE_PREFETCH = 64;
 export const DEFAULT_QUEUE_MAX_DELIVER = 5;
 export const DEFAULT_TOPIC_RETENTION_MS = 24 * 3600_000;
+export const DEFAULT_GROUP_BATCH = 2_000;
 
 type Kind = 'string' | 'int' | 'duration' | 'bool' | 'list';
 
@@ -167,6 +170,12 @@ export const SETTINGS: readonly Setting[] = [
     env: 'PUSH_TOPIC_RETENTION',
     kind: 'duration',
     doc: 'age limit of topic messages',
+  },
+  {
+    key: 'groupBatch',
+    env: 'PUSH_GROUP_BATCH',
+    kind: 'int',
+    doc: 'members a group push writes (and hands to delivery) per transaction',
   },
   { key: 'allowedOrigins', env: 'PUSH_ALLOWED_ORIGINS', kind: 'list', doc: 'browser origins; empty = any' },
   { key: 'trustProxy', env: 'PUSH_TRUST_PROXY', kind: 'bool', doc: 'take client IP from X-Forwarded-For' },
@@ -364,6 +373,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
       retentionMs: get('retentionMs', DEFAULT_RETENTION_MS),
       topicRetentionCount: get('topicRetentionCount', DEFAULT_TOPIC_RETENTION_COUNT),
       topicRetentionMs: get('topicRetentionMs', DEFAULT_TOPIC_RETENTION_MS),
+      groupBatch: Math.max(1, get('groupBatch', DEFAULT_GROUP_BATCH)),
     },
     allowedOrigins: get<string[]>('allowedOrigins', []),
     trustProxy: get('trustProxy', false),

@@ -3,6 +3,7 @@ import { createHttpServer } from './api/http-server.js';
 import { registerAdminRoutes } from './api/routes/admin.js';
 import { registerClientRoutes } from './api/routes/client.js';
 import { registerDemoRoutes } from './api/routes/demo.js';
+import { registerGroupRoutes } from './api/routes/groups.js';
 import { registerHistoryRoutes } from './api/routes/history.js';
 import { registerOperationRoutes } from './api/routes/operations.js';
 import { registerPushRoutes } from './api/routes/push.js';
@@ -21,6 +22,7 @@ import { Hub } from './gateway/hub.js';
 import { Presence } from './gateway/presence.js';
 import { WebSocketTransport } from './gateway/transports/websocket.js';
 import { createQueueConsumers } from './ingest/create-queue-consumers.js';
+import { GroupPusher } from './ingest/group-push.js';
 import { Ingest } from './ingest/ingest.js';
 import { QueueIngest } from './ingest/queue-consumer.js';
 import { createLogger, type Logger } from './observability/logger.js';
@@ -100,7 +102,21 @@ export async function createServer(config: Config, options: { log?: Logger } = {
     else if (e.kind === 'topic') hub.deliverToTopic(e.message);
     else hub.kick(e.appId, e.userId, e.device);
   });
-  const ingest = new Ingest(store, new Router(bus), hub, metrics);
+  const router = new Router(bus);
+  const ingest = new Ingest(store, router, hub, metrics);
+  const groupPusher = new GroupPusher(
+    store.groups,
+    router,
+    hub,
+    {
+      nodeId: config.nodeId,
+      batchSize: config.delivery.groupBatch,
+      staleAfterMs: 2 * config.heartbeatMs,
+      adoptEveryMs: config.heartbeatMs,
+    },
+    log,
+  );
+  ingest.groups = groupPusher;
   const consumers = createQueueConsumers(config.queue, config.nodeId, {
     queue: new QueueIngest(ingest, apps, config.limits.maxDataBytes, log),
     metrics,
@@ -128,6 +144,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
   const http = createHttpServer(log, config.limits.headersTimeoutMs);
   registerPushRoutes(http, { apps, ingest, maxDataBytes: config.limits.maxDataBytes });
   registerUserRoutes(http, { apps, store, presence, status });
+  registerGroupRoutes(http, { apps, groups: store.groups });
   registerHistoryRoutes(http, { apps, store, hub, status, topicRetention });
   registerClientRoutes(http, { apps, store, status, gateway, metrics, trustProxy: config.trustProxy });
   registerOperationRoutes(http, {
@@ -187,6 +204,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
       }
       gateway!.start();
       maintenance.start();
+      groupPusher.start();
       retries.start();
       const port = (http.server.address() as AddressInfo).port;
       log.info({ port, node: config.nodeId }, 'message-push listening');
@@ -204,6 +222,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
         await http.close();
         clearTimeout(cut);
         websocket.close();
+        await groupPusher.stop();
         await status.flush();
         await connections.flush();
         await store.markNodeOffline(config.nodeId, Date.now());

@@ -34,6 +34,11 @@ export function isValidTopic(value: unknown): value is string {
   return typeof value === 'string' && value.length >= 1 && value.length <= 128 && TOKEN_ID.test(value);
 }
 
+/** Group ids: 1..128 of [A-Za-z0-9._:-], per app (the same grammar as topics). */
+export function isValidGroupId(value: unknown): value is string {
+  return typeof value === 'string' && value.length >= 1 && value.length <= 128 && TOKEN_ID.test(value);
+}
+
 /** App ids: 1..64 of [A-Za-z0-9._-]. */
 export function isValidAppId(value: unknown): value is string {
   return typeof value === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(value);

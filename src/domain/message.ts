@@ -26,7 +26,9 @@ export type Target =
   | { readonly users: readonly string[] }
   | { readonly devices: readonly { readonly user: string; readonly device: string }[] }
   | { readonly topic: string }
-  | { readonly all: true };
+  | { readonly all: true }
+  /** Server-managed groups: the union of their members when the push is accepted. */
+  | { readonly groups: readonly string[] };
 
 /** A push that passed validation at an edge (HTTP or queue). */
 export interface PushRequest {

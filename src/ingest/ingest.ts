@@ -11,6 +11,7 @@ import {
 import type { Metrics } from '../observability/metrics.js';
 import { GroupCommit } from '../store/group-commit.js';
 import type { PersistItem, PersistOutcome, Store } from '../store/store.js';
+import type { GroupPusher } from './group-push.js';
 
 /** Who is connected right now, as far as ttl-0 pushes and topic recipient counts need to know. */
 export interface Audience {
@@ -24,6 +25,8 @@ export interface Audience {
  */
 export class Ingest {
   private readonly commit: GroupCommit<PersistItem, PersistOutcome>;
+  /** Set by the composition root: `to.groups` pushes are written in batches there. */
+  groups: GroupPusher | null = null;
 
   constructor(
     store: Store,
@@ -35,6 +38,8 @@ export class Ingest {
   }
 
   async push(appId: string, request: PushRequest, source = 'http'): Promise<PushResult> {
+    if ('groups' in request.to && this.groups)
+      return this.pushToGroups(appId, request, request.to.groups, source);
     const topic = topicOf(request.to);
     const users = recipientsOf(request.to).map((r) => r.user);
     const online = request.ttl === 0 ? new Set(users.filter((u) => this.audience.isOnline(appId, u))) : null;
@@ -61,5 +66,28 @@ export class Ingest {
       case 'conflict':
         throw new PushError('conflict', `message id "${outcome.id}" was already used with a different body`);
     }
+  }
+
+  private async pushToGroups(
+    appId: string,
+    request: PushRequest,
+    groups: readonly string[],
+    source: string,
+  ): Promise<PushResult> {
+    const result = await this.groups!.push(
+      {
+        appId,
+        request,
+        fingerprint: request.id === null ? '' : fingerprintPush(request),
+        messageId: request.id ?? newMessageId(),
+        timestamp: Date.now(),
+        onlineUsers: null,
+        connectionCount: 0,
+      },
+      groups,
+    );
+    if (result.duplicate) this.metrics.duplicates.inc();
+    else this.metrics.messagesAccepted.inc({ source });
+    return result;
   }
 }

@@ -3,6 +3,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { PushError } from '../domain/errors.js';
 import {
   isValidDeviceId,
+  isValidGroupId,
   isValidMessageId,
   isValidPlatform,
   isValidTopic,
@@ -16,6 +17,7 @@ export const MAX_TARGETS = 10_000;
 export const MAX_TTL_SECONDS = 2_419_200;
 export const MAX_DATA_DEPTH = 64;
 export const MAX_BATCH = 1000;
+export const MAX_GROUPS = 100;
 export const DEFAULT_TYPE = 'message';
 
 const Strict = { additionalProperties: false } as const;
@@ -36,6 +38,7 @@ export const PushBody = Type.Object({
     ),
     Type.Object({ topic: Type.String() }, Strict),
     Type.Object({ all: Type.Literal(true) }, Strict),
+    Type.Object({ groups: Type.Array(Type.String(), { minItems: 1, maxItems: MAX_GROUPS }) }, Strict),
   ]),
   platforms: Type.Optional(Type.Array(Type.String(), { minItems: 1, maxItems: 32 })),
   data: Type.Optional(Type.Unknown()),
@@ -57,7 +60,7 @@ export function parsePushRequest(body: unknown, maxDataBytes: number): PushReque
     const first = checkPushBody.Errors(body).First();
     const where = first?.path || '/';
     const hint = where.startsWith('/to')
-      ? 'to must be exactly one of users, devices, topic, all'
+      ? 'to must be exactly one of users, devices, topic, all, groups'
       : first?.message;
     throw new PushError('bad_request', `${where}: ${hint ?? 'invalid'}`);
   }
@@ -108,6 +111,11 @@ function parseTarget(to: PushBody['to']): Target {
   if ('topic' in to) {
     if (!isValidTopic(to.topic)) throw new PushError('bad_request', 'to.topic: 1..128 of [A-Za-z0-9._:-]');
     return { topic: to.topic };
+  }
+  if ('groups' in to) {
+    const bad = to.groups.findIndex((g) => !isValidGroupId(g));
+    if (bad >= 0) throw new PushError('bad_request', `to.groups[${bad}]: 1..128 of [A-Za-z0-9._:-]`);
+    return { groups: [...new Set(to.groups)] };
   }
   return { all: true };
 }

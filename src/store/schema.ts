@@ -9,6 +9,10 @@ export interface Database {
   topic_state: TopicStateTable;
   connections: ConnectionsTable;
   nodes: NodesTable;
+  group_members: GroupMembersTable;
+  group_state: GroupStateTable;
+  group_pushes: GroupPushesTable;
+  topic_settings: TopicSettingsTable;
 }
 
 export interface AppsTable {
@@ -91,4 +95,39 @@ export interface ConnectionsTable {
 export interface NodesTable {
   node: string;
   last_heartbeat: number;
+}
+
+/** One member of a server-managed group. */
+export interface GroupMembersTable {
+  app_id: string;
+  group_id: string;
+  user_id: string;
+}
+
+/** A group's size; no row = no members. */
+export interface GroupStateTable {
+  app_id: string;
+  group_id: string;
+  members: number;
+}
+
+/** A group push whose deliveries are still being written, batch by batch, in user id order. */
+export interface GroupPushesTable {
+  message_pk: number;
+  app_id: string;
+  /** JSON array of the group ids. */
+  group_ids: string;
+  /** The node writing it; another node adopts it once this one's heartbeat is stale. */
+  node: string;
+  /** Last user whose delivery is written; null = none yet. */
+  after_user: string | null;
+  /** Deliveries written so far (distinct members). */
+  written: number;
+}
+
+/** Live-room settings of a topic; no row = defaults (no merging). */
+export interface TopicSettingsTable {
+  app_id: string;
+  topic: string;
+  merge_ms: number;
 }

@@ -11,8 +11,10 @@ import {
   visibleStatus,
 } from '../domain/message.js';
 import { getOrCreate } from '../util/maps.js';
+import type { GroupStore } from './group-store.js';
 import { migrationProvider, type SqlDialect } from './migrations/index.js';
 import type { Database, DeliveriesTable, MessagesTable } from './schema.js';
+import { SqlGroupStore } from './sql-group-store.js';
 import type {
   AppRecord,
   BacklogQuery,
@@ -100,6 +102,16 @@ export abstract class SqlStore implements Store {
   abstract readonly dialect: SqlDialect;
 
   constructor(protected readonly db: Kysely<Database>) {}
+
+  private groupStore: GroupStore | null = null;
+
+  /** Groups and room settings (src/store/sql-group-store.ts), in this driver's transactions. */
+  get groups(): GroupStore {
+    this.groupStore ??= new SqlGroupStore(this.db, this.dialect, (fn) =>
+      this.inTransaction((trx) => fn(trx, this.kyselyPersistOps(trx))),
+    );
+    return this.groupStore;
+  }
 
   /** Adds `counts[key].n` to each counter row and returns the new value, inside `trx`. */
   protected abstract incrementCounters(

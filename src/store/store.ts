@@ -1,4 +1,5 @@
 import type { DeliveryStatus, PushRequest, Recipient, StoredMessage } from '../domain/message.js';
+import type { GroupStore } from './group-store.js';
 
 /**
  * The store seam: everything message-push keeps. Drivers: `SqliteStore` (embedded default,
@@ -13,6 +14,8 @@ import type { DeliveryStatus, PushRequest, Recipient, StoredMessage } from '../d
  */
 export interface Store {
   readonly dialect: 'sqlite' | 'mysql';
+  /** Server-managed groups, group pushes in batches, live-room settings. */
+  readonly groups: GroupStore;
 
   getApp(appId: string): Promise<AppRecord | undefined>;
   listApps(): Promise<AppRecord[]>;

@@ -535,5 +535,121 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
         expect((await store.listApps()).some((a) => a.appId === app)).toBe(true);
         expect(await store.getApp(`${app}-missing`)).toBeUndefined();
       }));
+
+    it('groups: idempotent edits move the size by rows changed, pages by user id, groups of a user, deletion', () =>
+      withStore(async (store, app) => {
+        const g = store.groups;
+        expect(await g.editMembers(app, 'g1', ['u3', 'u1', 'u2', 'u1'], [])).toBe(3);
+        expect(await g.editMembers(app, 'g1', ['u2', 'u4'], ['u1', 'nobody'])).toBe(3);
+        expect(await g.editMembers(app, 'g2', ['u2'], [])).toBe(1);
+        expect(await g.listMembers(app, 'g1', null, 2)).toEqual(['u2', 'u3']);
+        expect(await g.listMembers(app, 'g1', 'u3', 2)).toEqual(['u4']);
+        expect(await g.groupsOf(app, 'u2')).toEqual(['g1', 'g2']);
+        expect(await g.groupsOf(app, 'u1')).toEqual([]);
+        expect(await g.listGroups(app, 10)).toEqual([
+          { app, group: 'g1', members: 3 },
+          { app, group: 'g2', members: 1 },
+        ]);
+        // Removing the last member leaves no size row behind.
+        expect(await g.editMembers(app, 'g2', [], ['u2'])).toBe(0);
+        await g.deleteGroup(app, 'g1');
+        expect(await g.listMembers(app, 'g1', null, 10)).toEqual([]);
+        expect(await g.listGroups(app, 10)).toEqual([]);
+        expect(await g.editMembers(app, 'unknown', [], [])).toBe(0);
+        // Groups are per app.
+        await g.editMembers(app, 'g3', ['x'], []);
+        expect(await g.listMembers(`${app}-other`, 'g3', null, 10)).toEqual([]);
+      }));
+
+    it('groups: deleting a group larger than one chunk removes every member', () =>
+      withStore(async (store, app) => {
+        const users = Array.from({ length: 12_000 }, (_, i) => `m${String(i).padStart(6, '0')}`);
+        await store.groups.editMembers(app, 'big', users.slice(0, 10_000), []);
+        expect(await store.groups.editMembers(app, 'big', users.slice(10_000), [])).toBe(12_000);
+        await store.groups.deleteGroup(app, 'big');
+        expect(await store.groups.listMembers(app, 'big', null, 10)).toEqual([]);
+        expect(await store.groups.editMembers(app, 'big', [], [])).toBe(0);
+      }));
+
+    it('group pushes: batches take the next seq per member, the cursor guards the job, ids are idempotent', () =>
+      withStore(async (store, app) => {
+        const g = store.groups;
+        await store.persistPushes([item(app, { to: { users: ['a'] } })]);
+        const push = item(app, { id: 'gp', to: { groups: ['g'] }, data: { hi: 1 } });
+        const started = await g.startGroupPush(push, ['g'], 'node-1');
+        expect(started.kind).toBe('started');
+        if (started.kind !== 'started') return;
+        const job = started.job;
+        expect(await g.startGroupPush(push, ['g'], 'node-2')).toEqual({ kind: 'running', id: 'gp' });
+        expect(await g.groupPushResult(app, 'gp')).toBeNull();
+        const first = await g.writeGroupBatch(job, ['a', 'b'], null);
+        expect(first).toEqual([
+          { user: 'a', seq: 2, devices: null },
+          { user: 'b', seq: 1, devices: null },
+        ]);
+        const open = (await g.openGroupPushes()).find((j) => j.messagePk === job.messagePk)!;
+        expect(open).toMatchObject({ node: 'node-1', afterUser: 'b', written: 2, groups: ['g'] });
+        expect(open.message.id).toBe('gp');
+        // Another node adopts the job: the old writer's next batch is refused and writes nothing.
+        expect(await g.claimGroupPush(job.messagePk, 'node-1', 'node-2')).toBe(true);
+        expect(await g.claimGroupPush(job.messagePk, 'node-1', 'node-3')).toBe(false);
+        await expect(g.writeGroupBatch(job, ['c'], null)).rejects.toThrow(/another node/);
+        expect(await store.lastSeq(app, 'c')).toBe(0);
+        open.node = 'node-2';
+        expect(await g.writeGroupBatch(open, ['c'], null)).toEqual([{ user: 'c', seq: 1, devices: null }]);
+        await g.finishGroupPush(open);
+        expect((await g.openGroupPushes()).some((j) => j.messagePk === job.messagePk)).toBe(false);
+        expect(await g.groupPushResult(app, 'gp')).toBe(3);
+        expect(await g.startGroupPush(push, ['g'], 'node-1')).toEqual({
+          kind: 'duplicate',
+          id: 'gp',
+          recipients: 3,
+        });
+        const other = item(app, { id: 'gp', to: { groups: ['g'] }, data: { hi: 2 } });
+        expect(await g.startGroupPush(other, ['g'], 'node-1')).toEqual({ kind: 'conflict', id: 'gp' });
+        // Members read it like any user message, in seq order.
+        const backlog = await store.readUserMessages({
+          appId: app,
+          userId: 'a',
+          afterSeq: 0,
+          unackedOnly: true,
+          limit: 10,
+          now: Date.now(),
+        });
+        expect(backlog.map((m) => [m.seq, m.message.id === 'gp'])).toEqual([
+          [1, false],
+          [2, true],
+        ]);
+        const status = await store.getMessageStatus(app, 'gp', Date.now());
+        expect(status?.recipients.map((r) => r.user)).toEqual(['a', 'b', 'c']);
+        expect(status?.to).toEqual({ groups: ['g'] });
+      }));
+
+    it('group pushes with ttl 0 expire the members offline at once', () =>
+      withStore(async (store, app) => {
+        const started = await store.groups.startGroupPush(
+          item(app, { to: { groups: ['g'] }, ttl: 0 }),
+          ['g'],
+          'n',
+        );
+        if (started.kind !== 'started') throw new Error(started.kind);
+        const routed = await store.groups.writeGroupBatch(started.job, ['on', 'off'], new Set(['on']));
+        expect(routed.map((r) => r.user)).toEqual(['on']);
+        const status = await store.getMessageStatus(app, started.job.message.id, Date.now());
+        expect(status?.recipients.map((r) => [r.user, r.status])).toEqual([
+          ['off', 'expired'],
+          ['on', 'pending'],
+        ]);
+      }));
+
+    it('topic settings: saved per app and topic, 0 removes them', () =>
+      withStore(async (store, app) => {
+        await store.groups.saveTopicSettings(app, 'room', 250);
+        await store.groups.saveTopicSettings(app, 'room', 1000);
+        await store.groups.saveTopicSettings(app, 'other', 5);
+        await store.groups.saveTopicSettings(app, 'other', 0);
+        const mine = (await store.groups.listTopicSettings()).filter((s) => s.appId === app);
+        expect(mine).toEqual([{ appId: app, topic: 'room', mergeMs: 1000 }]);
+      }));
   });
 }

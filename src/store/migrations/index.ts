@@ -8,7 +8,13 @@ export type SqlDialect = 'sqlite' | 'mysql';
  * case-sensitive) and MEDIUMTEXT for data up to the configurable limit.
  */
 export function migrationProvider(dialect: SqlDialect): MigrationProvider {
-  return { getMigrations: async () => ({ '001_initial': initial(dialect), '002_nodes': nodes(dialect) }) };
+  return {
+    getMigrations: async () => ({
+      '001_initial': initial(dialect),
+      '002_nodes': nodes(dialect),
+      '005_groups': groups(dialect),
+    }),
+  };
 }
 
 function initial(dialect: SqlDialect): Migration {
@@ -177,6 +183,60 @@ function nodes(dialect: SqlDialect): Migration {
       // Only the stale-row sweep used it; each open and close paid for it.
       const drop = db.schema.dropIndex('connections_status_heartbeat');
       await (my ? drop.on('connections') : drop).execute();
+    },
+  };
+}
+
+/**
+ * Server-managed groups and live-room settings. Members are clustered by (app, group, user),
+ * so a group's page of members and a push's walk through a group are one range read in user
+ * order; the second index answers "groups of a user". `group_state` keeps each group's size,
+ * moved by the rows an edit really changed, so an edit never counts a million rows.
+ * `group_pushes` holds a group push whose deliveries are still being written in batches:
+ * the cursor (last user written) lets another run finish it after a crash.
+ */
+function groups(dialect: SqlDialect): Migration {
+  const my = dialect === 'mysql';
+  const id = (n: number) => (my ? sql`varchar(${sql.raw(String(n))}) collate utf8mb4_bin` : sql`text`);
+  const big = my ? 'bigint' : 'integer';
+  return {
+    async up(db: Kysely<unknown>) {
+      const table = (name: string) => {
+        const t = db.schema.createTable(name);
+        return my ? t.modifyEnd(sql`engine=InnoDB default charset=utf8mb4 collate=utf8mb4_bin`) : t;
+      };
+      const clustered = (t: CreateTableBuilder<string>) => (my ? t : t.modifyEnd(sql`without rowid`));
+      await clustered(table('group_members'))
+        .addColumn('app_id', id(64), (c) => c.notNull())
+        .addColumn('group_id', id(128), (c) => c.notNull())
+        .addColumn('user_id', id(128), (c) => c.notNull())
+        .addPrimaryKeyConstraint('group_members_pk', ['app_id', 'group_id', 'user_id'])
+        .execute();
+      await db.schema
+        .createIndex('group_members_user')
+        .on('group_members')
+        .columns(['app_id', 'user_id', 'group_id'])
+        .execute();
+      await clustered(table('group_state'))
+        .addColumn('app_id', id(64), (c) => c.notNull())
+        .addColumn('group_id', id(128), (c) => c.notNull())
+        .addColumn('members', big, (c) => c.notNull())
+        .addPrimaryKeyConstraint('group_state_pk', ['app_id', 'group_id'])
+        .execute();
+      await table('group_pushes')
+        .addColumn('message_pk', big, (c) => c.primaryKey())
+        .addColumn('app_id', id(64), (c) => c.notNull())
+        .addColumn('group_ids', sql`text`, (c) => c.notNull())
+        .addColumn('node', id(128), (c) => c.notNull())
+        .addColumn('after_user', id(128))
+        .addColumn('written', big, (c) => c.notNull())
+        .execute();
+      await clustered(table('topic_settings'))
+        .addColumn('app_id', id(64), (c) => c.notNull())
+        .addColumn('topic', id(128), (c) => c.notNull())
+        .addColumn('merge_ms', 'integer', (c) => c.notNull())
+        .addPrimaryKeyConstraint('topic_settings_pk', ['app_id', 'topic'])
+        .execute();
     },
   };
 }
