@@ -40,7 +40,7 @@ export class HeartbeatWheel {
   private timer: NodeJS.Timeout | null = null;
 
   constructor(
-    private readonly intervalMs: number,
+    intervalMs: number,
     private readonly onSilent: (s: Session) => void,
     private readonly onTick?: (now: number) => void,
   ) {
