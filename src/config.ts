@@ -38,6 +38,10 @@ export interface LimitsConfig {
   readonly maxDataBytes: number;
   readonly maxSendBufferBytes: number;
   readonly headersTimeoutMs: number;
+  /** The whole request (headers and body) within this long; 0 = no bound. */
+  readonly bodyTimeoutMs: number;
+  /** Open plain HTTP sockets (not upgraded); 0 = unlimited. */
+  readonly maxHttpConnections: number;
 }
 
 export interface DeliveryConfig {
@@ -85,6 +89,8 @@ export const DEFAULT_MAX_FRAME_BYTES = 64 * 1024;
 export const DEFAULT_MAX_DATA_BYTES = 64 * 1024;
 export const DEFAULT_MAX_SEND_BUFFER_BYTES = 1024 * 1024;
 export const DEFAULT_HEADERS_TIMEOUT_MS = 10_000;
+export const DEFAULT_BODY_TIMEOUT_MS = 30_000;
+export const DEFAULT_MAX_HTTP_CONNECTIONS = 16_384;
 export const DEFAULT_RESEND_MS = 5_000;
 export const DEFAULT_MAX_RETRIES = 5;
 export const DEFAULT_COALESCE_MS = 0;
@@ -151,6 +157,18 @@ export const SETTINGS: readonly Setting[] = [
     env: 'PUSH_HEADERS_TIMEOUT_MS',
     kind: 'duration',
     doc: 'time to send request headers',
+  },
+  {
+    key: 'bodyTimeoutMs',
+    env: 'PUSH_BODY_TIMEOUT_MS',
+    kind: 'duration',
+    doc: 'time to send a whole request, body included (0 = unbounded)',
+  },
+  {
+    key: 'maxHttpConnections',
+    env: 'PUSH_MAX_HTTP_CONNECTIONS',
+    kind: 'int',
+    doc: 'open plain HTTP sockets (SSE and long-poll included, WebSockets not); 0 = unlimited',
   },
   { key: 'resendMs', env: 'PUSH_RESEND_MS', kind: 'duration', doc: 'first resend of an unacked message' },
   { key: 'maxRetries', env: 'PUSH_MAX_RETRIES', kind: 'int', doc: 'resends before `failed`' },
@@ -356,6 +374,8 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
       maxDataBytes: get('maxDataBytes', DEFAULT_MAX_DATA_BYTES),
       maxSendBufferBytes: get('maxSendBufferBytes', DEFAULT_MAX_SEND_BUFFER_BYTES),
       headersTimeoutMs: get('headersTimeoutMs', DEFAULT_HEADERS_TIMEOUT_MS),
+      bodyTimeoutMs: get('bodyTimeoutMs', DEFAULT_BODY_TIMEOUT_MS),
+      maxHttpConnections: get('maxHttpConnections', DEFAULT_MAX_HTTP_CONNECTIONS),
     },
     delivery: {
       resendMs: get('resendMs', DEFAULT_RESEND_MS),

@@ -125,7 +125,10 @@ export async function createServer(config: Config, options: { log?: Logger } = {
     log,
   );
 
-  const http = createHttpServer(log, config.limits.headersTimeoutMs);
+  const http = createHttpServer(log, config.limits.headersTimeoutMs, {
+    bodyTimeoutMs: config.limits.bodyTimeoutMs,
+    maxPlainConnections: config.limits.maxHttpConnections,
+  });
   registerPushRoutes(http, { apps, ingest, maxDataBytes: config.limits.maxDataBytes });
   registerUserRoutes(http, { apps, store, presence, status });
   registerHistoryRoutes(http, { apps, store, hub, status, topicRetention });

@@ -51,6 +51,12 @@ export class RawSocket {
     }
   }
 
+  /** Resolves once more bytes arrive or the socket closes. */
+  more(): Promise<void> {
+    if (this.closedAt !== null) return Promise.resolve();
+    return new Promise<void>((r) => this.waiters.push(r));
+  }
+
   /** Resolves with the close time once the peer has closed the connection. */
   whenClosed(): Promise<number> {
     return this.closed;
