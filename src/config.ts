@@ -76,7 +76,9 @@ export interface Config {
   readonly shutdownTimeoutMs: number;
   /** Bearer token of the dashboard and `/v1/admin/*`; null = both disabled. */
   readonly adminToken: string | null;
-  /** `POST /v1/demo/token` and `/v1/demo/push` for the app `demo`; on by default only in the quickstart (no PUSH_APPS). */
+  /** Demo mode (`--demo`, PUSH_DEMO): the `demo` app, the `/demo` page and its token minting. Off by default. */
+  readonly demo: boolean;
+  /** `POST /v1/demo/token` and `/v1/demo/push` for the app `demo`; on whenever demo mode is. */
   readonly demoTokens: boolean;
 }
 
@@ -198,10 +200,16 @@ export const SETTINGS: readonly Setting[] = [
     secret: true,
   },
   {
+    key: 'demo',
+    env: 'PUSH_DEMO',
+    kind: 'bool',
+    doc: 'demo mode (also `start --demo`): creates the app "demo", serves /demo and mints tokens for it; `npm start` turns it on',
+  },
+  {
     key: 'demoTokens',
     env: 'PUSH_DEMO_TOKENS',
     kind: 'bool',
-    doc: 'demo page may mint tokens and push for the app "demo" (default: only without PUSH_APPS)',
+    doc: 'the demo page and its token minting and pushing for an existing app "demo", without creating it (default: PUSH_DEMO)',
   },
 ];
 
@@ -351,6 +359,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   if (adminToken !== null && adminToken.length < 16) {
     throw new PushError('config_invalid', 'PUSH_ADMIN_TOKEN: at least 16 characters');
   }
+  const demo = get('demo', false);
   const config: Config = {
     host: get('host', '::'),
     port,
@@ -390,7 +399,8 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     logLevel: get('logLevel', 'info'),
     shutdownTimeoutMs: get('shutdownTimeoutMs', DEFAULT_SHUTDOWN_TIMEOUT_MS),
     adminToken,
-    demoTokens: get('demoTokens', apps.length === 0),
+    demo,
+    demoTokens: get('demoTokens', demo),
   };
   return deepFreeze(config);
 }

@@ -2,7 +2,7 @@ import type { AddressInfo } from 'node:net';
 import { createHttpServer } from './api/http-server.js';
 import { registerAdminRoutes } from './api/routes/admin.js';
 import { registerClientRoutes } from './api/routes/client.js';
-import { registerDemoRoutes } from './api/routes/demo.js';
+import { registerDemoRoutes, warnIfDemoExposed } from './api/routes/demo.js';
 import { registerHistoryRoutes } from './api/routes/history.js';
 import { registerOperationRoutes } from './api/routes/operations.js';
 import { registerPushRoutes } from './api/routes/push.js';
@@ -154,7 +154,10 @@ export async function createServer(config: Config, options: { log?: Logger } = {
     maxDataBytes,
   });
   registerDemoRoutes(http, { enabled: config.demoTokens, apps, ingest, maxDataBytes });
-  registerWebRoutes(http, { dashboardEnabled: config.adminToken !== null });
+  registerWebRoutes(http, {
+    dashboardEnabled: config.adminToken !== null,
+    demoEnabled: config.demo || config.demoTokens,
+  });
   http.finishRoutes();
   const websocket = new WebSocketTransport(
     gateway,
@@ -192,6 +195,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
       maintenance.start();
       retries.start();
       const port = (http.server.address() as AddressInfo).port;
+      warnIfDemoExposed({ demo: config.demo || config.demoTokens, host: config.host }, log);
       log.info({ port, node: config.nodeId }, 'message-push listening');
       return port;
     },
