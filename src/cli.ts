@@ -15,7 +15,7 @@ import { createStore } from './store/create-store.js';
 const USAGE = `message-push — real-time message push service
 
 Usage:
-  message-push start [--port 8080] [--db-url sqlite:./data/push.db] [--workers N] [--<setting> value …]
+  message-push start [--demo] [--port 8080] [--db-url sqlite:./data/push.db] [--workers N] [--<setting> value …]
   message-push app create <app-id> [--secret S] [--jwt-alg RS256 --jwt-key-file key.pem]
   message-push app list
   message-push app rotate <app-id> [--secret S]
@@ -30,7 +30,12 @@ Settings (flags or PUSH_* environment variables): see README "Configuration".`;
 
 const kebab = (key: string) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 
-const settingFlags = Object.fromEntries(SETTINGS.map((s) => [kebab(s.key), { type: 'string' as const }]));
+const settingFlags = Object.fromEntries(
+  SETTINGS.map((s) => [
+    kebab(s.key),
+    { type: s.key === 'demo' ? ('boolean' as const) : ('string' as const) },
+  ]),
+);
 
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -70,7 +75,7 @@ async function main(argv: string[]): Promise<number> {
     return command ? 0 : 1;
   }
   const flags = Object.fromEntries(
-    SETTINGS.map((s) => [s.key, values[kebab(s.key) as keyof typeof values] as string | undefined]),
+    SETTINGS.map((s) => [s.key, values[kebab(s.key) as keyof typeof values] as string | boolean | undefined]),
   );
   // A worker of `start --workers` is named by the environment its primary gave it, not by
   // the --node-id flag every worker inherits.
@@ -138,7 +143,7 @@ async function start(config: Config): Promise<number> {
   const server = await createServer(config);
   if (cluster.isPrimary) {
     server.log.info({ config: describeConfig(config) }, 'configuration');
-    if (config.apps.length === 0) await ensureDemoApp(server.apps, config);
+    if (config.demo) await ensureDemoApp(server.apps, config);
   }
   await server.start();
   let stopping = false;
@@ -173,7 +178,7 @@ async function start(config: Config): Promise<number> {
 async function startWorkers(config: Config): Promise<number> {
   const log = createLogger(config.logLevel).child({ role: 'primary' });
   log.info({ config: describeConfig(config) }, 'configuration');
-  if (config.apps.length === 0) {
+  if (config.demo) {
     const store = await createStore(config.store);
     try {
       await ensureDemoApp(new AppRegistry(store), config);
@@ -210,7 +215,7 @@ async function startWorkers(config: Config): Promise<number> {
   return -1; // keep running
 }
 
-/** First start without PUSH_APPS: create the `demo` app once and tell the newcomer how to use it. */
+/** Demo mode (`npm start`, `start --demo`): create the `demo` app once and tell the newcomer how to use it. */
 async function ensureDemoApp(apps: AppRegistry, config: Config): Promise<void> {
   const base = `http://localhost:${config.port}`;
   const tokenCmd = 'node dist/cli.js token --app demo --user alice';

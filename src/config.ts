@@ -38,6 +38,10 @@ export interface LimitsConfig {
   readonly maxDataBytes: number;
   readonly maxSendBufferBytes: number;
   readonly headersTimeoutMs: number;
+  /** The whole request (headers and body) within this long; 0 = no bound. */
+  readonly bodyTimeoutMs: number;
+  /** Open plain HTTP sockets (not upgraded); 0 = unlimited. */
+  readonly maxHttpConnections: number;
 }
 
 export interface DeliveryConfig {
@@ -74,7 +78,9 @@ export interface Config {
   readonly shutdownTimeoutMs: number;
   /** Bearer token of the dashboard and `/v1/admin/*`; null = both disabled. */
   readonly adminToken: string | null;
-  /** `POST /v1/demo/token` and `/v1/demo/push` for the app `demo`; on by default only in the quickstart (no PUSH_APPS). */
+  /** Demo mode (`--demo`, PUSH_DEMO): the `demo` app, the `/demo` page and its token minting. Off by default. */
+  readonly demo: boolean;
+  /** `POST /v1/demo/token` and `/v1/demo/push` for the app `demo`; on whenever demo mode is. */
   readonly demoTokens: boolean;
 }
 
@@ -87,6 +93,8 @@ export const DEFAULT_MAX_FRAME_BYTES = 64 * 1024;
 export const DEFAULT_MAX_DATA_BYTES = 64 * 1024;
 export const DEFAULT_MAX_SEND_BUFFER_BYTES = 1024 * 1024;
 export const DEFAULT_HEADERS_TIMEOUT_MS = 10_000;
+export const DEFAULT_BODY_TIMEOUT_MS = 30_000;
+export const DEFAULT_MAX_HTTP_CONNECTIONS = 16_384;
 export const DEFAULT_RESEND_MS = 5_000;
 export const DEFAULT_MAX_RETRIES = 5;
 export const DEFAULT_COALESCE_MS = 0;
@@ -155,6 +163,18 @@ export const SETTINGS: readonly Setting[] = [
     kind: 'duration',
     doc: 'time to send request headers',
   },
+  {
+    key: 'bodyTimeoutMs',
+    env: 'PUSH_BODY_TIMEOUT_MS',
+    kind: 'duration',
+    doc: 'time to send a whole request, body included (0 = unbounded)',
+  },
+  {
+    key: 'maxHttpConnections',
+    env: 'PUSH_MAX_HTTP_CONNECTIONS',
+    kind: 'int',
+    doc: 'open plain HTTP sockets (SSE and long-poll included, WebSockets not); 0 = unlimited',
+  },
   { key: 'resendMs', env: 'PUSH_RESEND_MS', kind: 'duration', doc: 'first resend of an unacked message' },
   { key: 'maxRetries', env: 'PUSH_MAX_RETRIES', kind: 'int', doc: 'resends before `failed`' },
   { key: 'coalesceMs', env: 'PUSH_COALESCE_MS', kind: 'duration', doc: 'window for merging frames' },
@@ -189,10 +209,16 @@ export const SETTINGS: readonly Setting[] = [
     secret: true,
   },
   {
+    key: 'demo',
+    env: 'PUSH_DEMO',
+    kind: 'bool',
+    doc: 'demo mode (also `start --demo`): creates the app "demo", serves /demo and mints tokens for it; `npm start` turns it on',
+  },
+  {
     key: 'demoTokens',
     env: 'PUSH_DEMO_TOKENS',
     kind: 'bool',
-    doc: 'demo page may mint tokens and push for the app "demo" (default: only without PUSH_APPS)',
+    doc: 'the demo page and its token minting and pushing for an existing app "demo", without creating it (default: PUSH_DEMO)',
   },
 ];
 
@@ -342,6 +368,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   if (adminToken !== null && adminToken.length < 16) {
     throw new PushError('config_invalid', 'PUSH_ADMIN_TOKEN: at least 16 characters');
   }
+  const demo = get('demo', false);
   const config: Config = {
     host: get('host', '::'),
     port,
@@ -365,6 +392,8 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
       maxDataBytes: get('maxDataBytes', DEFAULT_MAX_DATA_BYTES),
       maxSendBufferBytes: get('maxSendBufferBytes', DEFAULT_MAX_SEND_BUFFER_BYTES),
       headersTimeoutMs: get('headersTimeoutMs', DEFAULT_HEADERS_TIMEOUT_MS),
+      bodyTimeoutMs: get('bodyTimeoutMs', DEFAULT_BODY_TIMEOUT_MS),
+      maxHttpConnections: get('maxHttpConnections', DEFAULT_MAX_HTTP_CONNECTIONS),
     },
     delivery: {
       resendMs: get('resendMs', DEFAULT_RESEND_MS),
@@ -380,7 +409,8 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     logLevel: get('logLevel', 'info'),
     shutdownTimeoutMs: get('shutdownTimeoutMs', DEFAULT_SHUTDOWN_TIMEOUT_MS),
     adminToken,
-    demoTokens: get('demoTokens', apps.length === 0),
+    demo,
+    demoTokens: get('demoTokens', demo),
   };
   return deepFreeze(config);
 }

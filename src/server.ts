@@ -2,7 +2,7 @@ import type { AddressInfo } from 'node:net';
 import { createHttpServer } from './api/http-server.js';
 import { registerAdminRoutes } from './api/routes/admin.js';
 import { registerClientRoutes } from './api/routes/client.js';
-import { registerDemoRoutes } from './api/routes/demo.js';
+import { registerDemoRoutes, warnIfDemoExposed } from './api/routes/demo.js';
 import { registerGroupRoutes } from './api/routes/groups.js';
 import { registerHistoryRoutes } from './api/routes/history.js';
 import { registerOperationRoutes } from './api/routes/operations.js';
@@ -141,7 +141,10 @@ export async function createServer(config: Config, options: { log?: Logger } = {
     log,
   );
 
-  const http = createHttpServer(log, config.limits.headersTimeoutMs);
+  const http = createHttpServer(log, config.limits.headersTimeoutMs, {
+    bodyTimeoutMs: config.limits.bodyTimeoutMs,
+    maxPlainConnections: config.limits.maxHttpConnections,
+  });
   registerPushRoutes(http, { apps, ingest, maxDataBytes: config.limits.maxDataBytes });
   registerUserRoutes(http, { apps, store, presence, status });
   registerGroupRoutes(http, { apps, groups: store.groups });
@@ -168,7 +171,10 @@ export async function createServer(config: Config, options: { log?: Logger } = {
     maxDataBytes,
   });
   registerDemoRoutes(http, { enabled: config.demoTokens, apps, ingest, maxDataBytes });
-  registerWebRoutes(http, { dashboardEnabled: config.adminToken !== null });
+  registerWebRoutes(http, {
+    dashboardEnabled: config.adminToken !== null,
+    demoEnabled: config.demo || config.demoTokens,
+  });
   http.finishRoutes();
   const websocket = new WebSocketTransport(
     gateway,
@@ -207,6 +213,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
       groupPusher.start();
       retries.start();
       const port = (http.server.address() as AddressInfo).port;
+      warnIfDemoExposed({ demo: config.demo || config.demoTokens, host: config.host }, log);
       log.info({ port, node: config.nodeId }, 'message-push listening');
       return port;
     },

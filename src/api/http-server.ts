@@ -10,6 +10,13 @@ import { isValidUserId } from '../domain/ids.js';
 import type { Logger } from '../observability/logger.js';
 import { safeUrl } from '../observability/logger.js';
 import { getOrCreate } from '../util/maps.js';
+import {
+  answerClientError,
+  answerFrameworkError,
+  capPlainConnections,
+  DEADLINE_CHECK_MS,
+  moveAuthBeforeBody,
+} from './http-edges.js';
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -38,8 +45,17 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
  * JSON.parse, so `__proto__` keys stay plain data), one error mapping to
  * `{"error":{"code","message"}}`, 404 and 405 in the same shape.
  */
-export function createHttpServer(log: Logger, headersTimeoutMs: number): FastifyInstance {
+export function createHttpServer(
+  log: Logger,
+  headersTimeoutMs: number,
+  edges: HttpEdgeLimits = { bodyTimeoutMs: 30_000, maxPlainConnections: 0 },
+): FastifyInstance {
   const app = Fastify({
+    // Node checks header and body deadlines on this interval; its default (30 s) let a
+    // trickling client hold a socket three times past a 10 s header deadline.
+    http: { connectionsCheckingInterval: DEADLINE_CHECK_MS },
+    clientErrorHandler: answerClientError,
+    frameworkErrors: answerFrameworkError,
     loggerInstance: log as FastifyBaseLogger,
     // Request URLs may carry tokens: no per-request logs; errors are logged without the query.
     logController: new LogController({ disableRequestLogging: true }),
@@ -50,7 +66,10 @@ export function createHttpServer(log: Logger, headersTimeoutMs: number): Fastify
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
   });
   app.server.headersTimeout = headersTimeoutMs;
-  app.server.requestTimeout = 0; // long-poll and SSE requests live long; headers are bounded above
+  // Counts until the request (headers and body) is received, not until the response ends:
+  // long-poll and SSE responses may live long, their requests do not.
+  app.server.requestTimeout = edges.bodyTimeoutMs;
+  capPlainConnections(app.server, edges.maxPlainConnections);
 
   app.decorateRequest('appId', '');
   app.decorateRequest('rawBody', null);
@@ -75,6 +94,7 @@ export function createHttpServer(log: Logger, headersTimeoutMs: number): Fastify
   // 405 for known paths with the wrong method, 404 otherwise.
   const routes = new Map<string, Set<string>>();
   app.addHook('onRoute', (route) => {
+    moveAuthBeforeBody(route);
     const methods = Array.isArray(route.method) ? route.method : [route.method];
     const set = getOrCreate(routes, route.url, () => new Set<string>());
     for (const m of methods) set.add(m);
@@ -101,6 +121,13 @@ export function createHttpServer(log: Logger, headersTimeoutMs: number): Fastify
     }
   });
   return app;
+}
+
+export interface HttpEdgeLimits {
+  /** Whole request (headers and body) within this long of its first byte; 0 = no bound. */
+  readonly bodyTimeoutMs: number;
+  /** Open sockets that are not WebSockets; 0 = unlimited. */
+  readonly maxPlainConnections: number;
 }
 
 declare module 'fastify' {

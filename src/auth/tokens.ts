@@ -8,6 +8,8 @@ export interface TokenClaims {
   /** Expiry in ms. */
   readonly exp: number;
   readonly platform: string;
+  /** False when the token carries no `platform` claim (`platform` is then the default). */
+  readonly platformClaimed?: boolean;
   /** Allowed topic patterns (`*` suffix wildcard); null = only `$all`. */
   readonly topics: readonly string[] | null;
 }
@@ -64,6 +66,7 @@ export function verifyClientToken(token: string, verify: TokenVerifier): TokenCl
     userId: payload.sub,
     exp: payload.exp * 1000,
     platform,
+    platformClaimed: payload.platform !== undefined,
     topics: (topics as string[] | undefined) ?? null,
   };
 }

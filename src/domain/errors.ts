@@ -77,6 +77,25 @@ export const ERRORS = {
     doc: 'a backend is down or the node stops',
   },
   internal: { status: 500, wire: 'internal', closeCode: 1011, retryable: true, doc: 'unexpected failure' },
+  request_timeout: {
+    status: 408,
+    wire: 'request_timeout',
+    retryable: true,
+    doc: 'request headers (10 s) or body (30 s) not received in time; the socket is closed',
+  },
+  headers_too_large: {
+    status: 431,
+    wire: 'bad_request',
+    retryable: false,
+    doc: 'request headers over the HTTP parser limit (16 KiB)',
+  },
+  overloaded: {
+    status: 503,
+    wire: 'overloaded',
+    closeCode: 1013,
+    retryable: true,
+    doc: 'the process is at its connection cap or its event loop is overloaded; retry after Retry-After',
+  },
   config_invalid: {
     status: 500,
     wire: 'internal',

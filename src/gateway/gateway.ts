@@ -13,6 +13,7 @@ import type { ConnectionLog } from './connection-log.js';
 import { parseHandshake } from './handshake.js';
 import { ExpiryWheel, HeartbeatWheel } from './heartbeat.js';
 import type { Hub } from './hub.js';
+import { platformLabel, resolvePlatform } from './platform.js';
 import type { Presence } from './presence.js';
 import {
   type ClientFrame,
@@ -130,7 +131,7 @@ export class Gateway {
     return {
       appId: params.appId,
       claims,
-      platform: params.platform ?? claims.platform,
+      platform: resolvePlatform(url.pathname, params.platform, claims),
       device: params.device,
       since: params.since,
     };
@@ -162,7 +163,7 @@ export class Gateway {
   registered(s: Session): void {
     this.heartbeat.add(s);
     this.expiry.add(s);
-    this.deps.metrics.connections.inc({ platform: s.platform });
+    this.deps.metrics.connections.inc({ platform: platformLabel(s.platform) });
     this.deps.connections.opened({
       connectionId: s.id,
       appId: s.appId,
@@ -183,7 +184,7 @@ export class Gateway {
   unregistered(s: Session): void {
     this.heartbeat.remove(s);
     this.expiry.remove(s);
-    this.deps.metrics.connections.dec({ platform: s.platform });
+    this.deps.metrics.connections.dec({ platform: platformLabel(s.platform) });
     this.deps.connections.closed(s.id, Date.now());
   }
 

@@ -6,7 +6,7 @@ import { isValidDeviceId, isValidPlatform } from '../domain/ids.js';
 export interface ClientCredentials {
   readonly appId: string;
   readonly token: string;
-  /** From the seed-compatible `Bearer PLATFORM:JWT` form; overrides the token's platform claim. */
+  /** From the seed-compatible `Bearer PLATFORM:JWT` form; counts only as `resolvePlatform` says. */
   readonly platform: string | null;
 }
 

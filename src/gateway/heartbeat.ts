@@ -2,47 +2,70 @@ import { getOrCreate } from '../util/maps.js';
 import type { Session } from './session.js';
 
 /**
- * How often the wheel turns. A ping is a socket write (a syscall, ≈ 25 µs here), so a tick
- * must visit few sockets: with 32 slots a 15k-connection process pinged 470 sockets per tick
- * and blocked its loop 10–30 ms every half second. One slot per 20 ms keeps a tick at about
- * 20 sockets for 15k connections and a 15 s interval.
+ * How often the wheel moves on by one slot. A ping is a socket write (a syscall, ≈ 25 µs here),
+ * so a tick must visit few sockets: with 32 slots a 15k-connection process pinged 470 sockets
+ * per tick and blocked its loop 10–30 ms every half second. About 20 ms per slot keeps a tick at
+ * about 20 pings for 15k connections and a 15 s interval.
  */
 const TICK_MS = 20;
 const MIN_SLOTS = 32;
+/**
+ * Longest gap between two liveness checks of one session. The contract drops a silent client
+ * between 2·H and 2·H + 5 s for any H, so a session must be looked at more often than once
+ * per interval when H is long; 2 s leaves room for a late timer on a busy loop.
+ */
+export const MAX_CHECK_GAP_MS = 2000;
 
 /**
- * One timer for every connection's heartbeat. Sessions are spread round-robin over the slots;
- * each tick visits one slot, pings the live ones and reports those silent for two intervals.
+ * One timer for every connection's heartbeat. The wheel turns once per `turnMs` (the interval
+ * split into `phases` turns of at most MAX_CHECK_GAP_MS); every visit checks liveness, and a
+ * session is pinged on one turn in `phases`, so it is pinged once per interval. Sessions are
+ * spread round-robin over slot × phase, which keeps both the visits and the pings of a tick few.
+ *
+ * The wheel follows the wall clock rather than counting timer callbacks: a tick that fires late
+ * (busy loop, a shared core) visits every slot that fell due meanwhile, so a late timer cannot
+ * stretch a turn and push a silent client past its bound.
  */
 export class HeartbeatWheel {
   readonly slotCount: number;
   readonly tickMs: number;
+  /** Turns of the wheel per heartbeat interval. */
+  readonly phases: number;
   private readonly slots: Set<Session>[];
+  private readonly silentAfterMs: number;
   private cursor = 0;
-  private nextSlot = 0;
+  private turn = 0;
+  private nextPosition = 0;
+  private nextDue = 0;
   private timer: NodeJS.Timeout | null = null;
 
   constructor(
-    private readonly intervalMs: number,
+    intervalMs: number,
     private readonly onSilent: (s: Session) => void,
     private readonly onTick?: (now: number) => void,
   ) {
-    this.slotCount = Math.max(MIN_SLOTS, Math.floor(intervalMs / TICK_MS));
+    this.phases = Math.max(1, Math.ceil(intervalMs / MAX_CHECK_GAP_MS));
+    const turnMs = intervalMs / this.phases;
+    this.slotCount = Math.max(MIN_SLOTS, Math.floor(turnMs / TICK_MS));
     this.slots = Array.from({ length: this.slotCount }, () => new Set());
-    this.tickMs = Math.max(1, Math.floor(intervalMs / this.slotCount));
+    this.tickMs = Math.max(1, Math.floor(turnMs / this.slotCount));
+    this.silentAfterMs = 2 * intervalMs;
   }
 
+  /** `s.slot` holds the session's position: slot = position mod slotCount, its ping turn the rest. */
   add(s: Session): void {
-    s.slot = this.nextSlot++ % this.slotCount;
-    this.slots[s.slot]!.add(s);
+    s.slot = this.nextPosition++ % (this.slotCount * this.phases);
+    this.slots[s.slot % this.slotCount]!.add(s);
   }
 
   remove(s: Session): void {
-    this.slots[s.slot]!.delete(s);
+    this.slots[s.slot % this.slotCount]!.delete(s);
   }
 
   start(): void {
-    this.timer ??= setInterval(() => this.tick(Date.now()), this.tickMs);
+    if (this.timer) return;
+    this.nextDue = Date.now() + this.tickMs;
+    this.timer = setInterval(() => this.advance(Date.now()), this.tickMs);
     this.timer.unref();
   }
 
@@ -51,16 +74,32 @@ export class HeartbeatWheel {
     this.timer = null;
   }
 
+  /** Visits every slot that has fallen due by `now` (at most one whole turn after a long stall). */
+  advance(now: number): void {
+    if (this.nextDue === 0) this.nextDue = now;
+    let visits = 0;
+    while (this.nextDue <= now && visits < this.slotCount) {
+      this.tick(now);
+      this.nextDue += this.tickMs;
+      visits++;
+    }
+    if (this.nextDue <= now) this.nextDue = now + this.tickMs;
+  }
+
+  /** Visits one slot: drops sessions silent for two intervals, pings those whose turn it is. */
   tick(now: number): void {
     const slot = this.slots[this.cursor]!;
-    this.cursor = (this.cursor + 1) % this.slotCount;
-    // Silent for two intervals (less one tick, as each session is visited once per interval).
-    const deadline = now - (2 * this.intervalMs - this.tickMs);
+    const phase = this.turn % this.phases;
+    const deadline = now - this.silentAfterMs;
     for (const s of slot) {
-      if (s.lastSeen < deadline) this.onSilent(s);
-      else s.transport.ping();
+      if (s.lastSeen <= deadline) this.onSilent(s);
+      else if (Math.floor(s.slot / this.slotCount) === phase) s.transport.ping();
     }
-    if (this.cursor === 0) this.onTick?.(now);
+    this.cursor = (this.cursor + 1) % this.slotCount;
+    if (this.cursor === 0) {
+      this.turn = (this.turn + 1) % this.phases;
+      if (this.turn === 0) this.onTick?.(now);
+    }
   }
 }
 

@@ -53,6 +53,9 @@ describe('quickstart: npm start with embedded defaults', () => {
     expect(out).toContain('Created app "demo"');
     expect(secret).toMatch(/^[A-Za-z0-9_-]{20,}$/);
     expect(out).toContain('node dist/cli.js token --app demo --user alice');
+    // Demo mode on every interface (the default host): said loudly.
+    expect(out).toMatch(/"level":40[^\n]*DEMO MODE ON A PUBLIC INTERFACE/);
+    expect((await fetch(`http://127.0.0.1:${port}/demo`)).status).toBe(200);
 
     const health = await fetch(`http://127.0.0.1:${port}/healthz`);
     expect(health.status).toBe(200);

@@ -22,7 +22,7 @@ async function call(base: string, method: string, path: string, body?: unknown, 
   return { status: res.status, body: parsed, type: res.headers.get('content-type'), headers: res.headers };
 }
 
-describe('admin API and dashboard: off without PUSH_ADMIN_TOKEN, demo tokens off with PUSH_APPS', () => {
+describe('admin API and dashboard: off without PUSH_ADMIN_TOKEN, demo off without demo mode', () => {
   let s: TestServer;
   beforeAll(async () => {
     s = await startServer();
@@ -45,20 +45,16 @@ describe('admin API and dashboard: off without PUSH_ADMIN_TOKEN, demo tokens off
     expect((await call(s.http, 'POST', '/v1/demo/push', { to: { all: true } })).status).toBe(404);
   });
 
-  it('serves the SDK bundle, the demo page and its assets; nothing outside them', async () => {
+  it('serves the SDK bundle but no demo page and no way to it outside demo mode', async () => {
     const sdk = await call(s.http, 'GET', '/client.js');
     expect(sdk.status).toBe(200);
     expect(sdk.type).toContain('text/javascript');
     expect(sdk.body).toContain('MessagePush');
-    const demo = await call(s.http, 'GET', '/demo');
-    expect(demo.status).toBe(200);
-    expect(demo.body).toContain('<script src="/client.js">');
-    expect((await call(s.http, 'GET', '/demo/demo.js')).status).toBe(200);
-    expect((await call(s.http, 'GET', '/demo/..%2F..%2Fpackage.json')).status).toBe(404);
-    expect((await call(s.http, 'GET', '/demo/nothing.js')).status).toBe(404);
-    const root = await call(s.http, 'GET', '/');
-    expect(root.status).toBe(302);
-    expect(root.headers.get('location')).toBe('/demo');
+    for (const path of ['/demo', '/demo/demo.js', '/']) {
+      const r = await call(s.http, 'GET', path);
+      expect(r.status).toBe(404);
+      expect(r.body).toEqual({ error: { code: 'not_found', message: expect.any(String) } });
+    }
   });
 });
 
@@ -145,6 +141,18 @@ describe('admin API with PUSH_ADMIN_TOKEN, demo endpoints with PUSH_DEMO_TOKENS'
       (await call(s.http, 'POST', '/v1/admin/push', { app: 'nope', to: { all: true } }, ADMIN)).status,
     ).toBe(400);
     expect((await call(s.http, 'GET', '/v1/admin/messages?limit=9999', undefined, ADMIN)).status).toBe(400);
+  });
+
+  it('serves the demo page and its assets; nothing outside them', async () => {
+    const demo = await call(s.http, 'GET', '/demo');
+    expect(demo.status).toBe(200);
+    expect(demo.body).toContain('<script src="/client.js">');
+    expect((await call(s.http, 'GET', '/demo/demo.js')).status).toBe(200);
+    expect((await call(s.http, 'GET', '/demo/..%2F..%2Fpackage.json')).status).toBe(404);
+    expect((await call(s.http, 'GET', '/demo/nothing.js')).status).toBe(404);
+    const root = await call(s.http, 'GET', '/');
+    expect(root.status).toBe(302);
+    expect(root.headers.get('location')).toBe('/demo');
   });
 
   it('mints a short-lived token for the app demo only, which connects, and pushes only into demo', async () => {

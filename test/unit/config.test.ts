@@ -97,10 +97,11 @@ describe('config: admin token and demo tokens', () => {
     expect(() => loadConfig({ env: { PUSH_ADMIN_TOKEN: 'short' } })).toThrow(/PUSH_ADMIN_TOKEN/);
   });
 
-  it('demo tokens default to on only in the quickstart (no PUSH_APPS); PUSH_DEMO_TOKENS decides otherwise', () => {
-    expect(loadConfig({ env: {} }).demoTokens).toBe(true);
-    expect(loadConfig({ env: { PUSH_APPS: 'a:s' } }).demoTokens).toBe(false);
+  it('demo mode is off unless asked for (PUSH_DEMO or --demo), also without PUSH_APPS; PUSH_DEMO_TOKENS follows it unless set', () => {
+    expect(loadConfig({ env: {} })).toMatchObject({ demo: false, demoTokens: false });
+    expect(loadConfig({ env: { PUSH_DEMO: 'true' } })).toMatchObject({ demo: true, demoTokens: true });
+    expect(loadConfig({ env: {}, flags: { demo: true } })).toMatchObject({ demo: true, demoTokens: true });
     expect(loadConfig({ env: { PUSH_APPS: 'a:s', PUSH_DEMO_TOKENS: 'true' } }).demoTokens).toBe(true);
-    expect(loadConfig({ env: { PUSH_DEMO_TOKENS: 'off' } }).demoTokens).toBe(false);
+    expect(loadConfig({ env: { PUSH_DEMO: 'true', PUSH_DEMO_TOKENS: 'off' } }).demoTokens).toBe(false);
   });
 });

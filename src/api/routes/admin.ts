@@ -10,6 +10,7 @@ import { parsePushRequest } from '../../ingest/push-request.js';
 import type { Metrics } from '../../observability/metrics.js';
 import { StatsSampler } from '../../observability/stats.js';
 import type { Store } from '../../store/store.js';
+import { beforeBody } from '../http-edges.js';
 
 export interface AdminRouteDeps {
   /** PUSH_ADMIN_TOKEN; null disables every admin route (403 saying how to enable it). */
@@ -100,7 +101,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
 /** Bearer check in constant time (both sides hashed to one length first). */
 export function adminAuth(adminToken: string | null) {
   const expected = adminToken === null ? null : digest(adminToken);
-  return async (req: FastifyRequest) => {
+  return beforeBody(async (req: FastifyRequest) => {
     if (expected === null) {
       throw new PushError(
         'forbidden',
@@ -111,7 +112,7 @@ export function adminAuth(adminToken: string | null) {
     if (!m || !timingSafeEqual(digest(m[1]!), expected)) {
       throw new PushError('unauthorized', 'admin token required (Authorization: Bearer <PUSH_ADMIN_TOKEN>)');
     }
-  };
+  });
 }
 
 function digest(value: string): Buffer {

@@ -14,7 +14,7 @@ export const DEMO_TOKEN_TTL_SECONDS = 600;
 export const DEMO_TOPICS = ['demo:*'] as const;
 
 export interface DemoRouteDeps {
-  /** PUSH_DEMO_TOKENS: default on only in the quickstart (no PUSH_APPS). */
+  /** Demo mode (`--demo`, PUSH_DEMO) or PUSH_DEMO_TOKENS; off by default. */
   readonly enabled: boolean;
   readonly apps: AppRegistry;
   readonly ingest: Ingest;
@@ -27,15 +27,15 @@ export interface DemoRouteDeps {
  *   POST /v1/demo/token {"user"?}                 → {"app","user","token","exp"} (10 min, platform web, topics demo:*)
  *   POST /v1/demo/push  {"to","data"?,"type"?}    → 202 like /v1/push, into the app demo
  *
- * Anyone who can reach the server may use them, so they are off unless PUSH_DEMO_TOKENS
- * is on (by default only when PUSH_APPS is unset, as in the quickstart).
+ * Anyone who can reach the server may use them, so they are off unless demo mode is on
+ * (`npm start`, `start --demo`, PUSH_DEMO=true) or PUSH_DEMO_TOKENS is set.
  */
 export function registerDemoRoutes(app: FastifyInstance, deps: DemoRouteDeps): void {
   const guard = async () => {
     if (!deps.enabled) {
       throw new PushError(
         'not_found',
-        'demo tokens are disabled (PUSH_DEMO_TOKENS); mint one with: message-push token --app demo --user <you>',
+        'demo mode is off (start --demo, PUSH_DEMO=true or PUSH_DEMO_TOKENS=true); mint a token with: message-push token --app <app> --user <you>',
       );
     }
   };
@@ -82,4 +82,25 @@ export function registerDemoRoutes(app: FastifyInstance, deps: DemoRouteDeps): v
     );
     return reply.status(202).send(await deps.ingest.push(DEMO_APP, request, 'demo'));
   });
+}
+
+/** Loopback names and addresses: a server bound only to these cannot be reached from elsewhere. */
+export function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+/**
+ * Demo mode mints tokens for anyone who asks; on a reachable interface that is an open door.
+ * Said at warn level, on one line that stands out in any log viewer.
+ */
+export function warnIfDemoExposed(
+  options: { demo: boolean; host: string },
+  log: { warn(obj: object, msg: string): void },
+): boolean {
+  if (!options.demo || isLoopbackHost(options.host)) return false;
+  log.warn(
+    { host: options.host, demo: true },
+    '!!! DEMO MODE ON A PUBLIC INTERFACE: anyone who reaches this server can mint tokens and push for the app "demo" via /demo. Do not run --demo / PUSH_DEMO in production; set PUSH_HOST=127.0.0.1 to keep it local. !!!',
+  );
+  return true;
 }

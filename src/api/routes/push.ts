@@ -5,6 +5,7 @@ import type { PushResult } from '../../domain/message.js';
 import type { Ingest } from '../../ingest/ingest.js';
 import { MAX_BATCH, parsePushRequest } from '../../ingest/push-request.js';
 import { parseSeedPush } from '../../ingest/seed-push.js';
+import { beforeBody } from '../http-edges.js';
 
 export interface PushRouteDeps {
   readonly apps: AppRegistry;
@@ -14,9 +15,9 @@ export interface PushRouteDeps {
 
 /** `Authorization: Basic base64(app:secret)` → `req.appId`; 401 otherwise. */
 export function basicAuth(apps: AppRegistry) {
-  return async (req: FastifyRequest) => {
+  return beforeBody(async (req: FastifyRequest) => {
     req.appId = await apps.verifyBasic(req.headers.authorization);
-  };
+  });
 }
 
 /** POST /v1/push and /v1/push/batch: validate, then hand to ingest. */

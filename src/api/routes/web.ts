@@ -21,11 +21,13 @@ export interface WebRouteDeps {
   readonly root?: string;
   /** The dashboard page is only served when PUSH_ADMIN_TOKEN is set. */
   readonly dashboardEnabled: boolean;
+  /** The demo page (and `/` leading to it) only in demo mode; otherwise they are 404. */
+  readonly demoEnabled?: boolean;
 }
 
 /**
  * The browser side, built by `npm run build` into dist/web: `/client.js` (the SDK as the
- * global `MessagePush`), `/demo` and `/dashboard` with their assets. `/` leads to the demo.
+ * global `MessagePush`), `/demo` (demo mode only) and `/dashboard` with their assets. `/` leads to the demo.
  */
 export function registerWebRoutes(app: FastifyInstance, deps: WebRouteDeps): void {
   const root = deps.root ?? DEFAULT_WEB_ROOT;
@@ -64,9 +66,9 @@ export function registerWebRoutes(app: FastifyInstance, deps: WebRouteDeps): voi
       return send(reply, `${name}/${file}`);
     });
   };
-  page('demo');
+  if (deps.demoEnabled) page('demo');
   page('dashboard');
   app.get('/client.js', (_req, reply) => send(reply, 'client.js'));
   app.get('/client.js.map', (_req, reply) => send(reply, 'client.js.map'));
-  app.get('/', (_req, reply) => reply.redirect('/demo'));
+  if (deps.demoEnabled) app.get('/', (_req, reply) => reply.redirect('/demo'));
 }

@@ -27,23 +27,27 @@ const session = (transport: Transport, now: number, exp = now + 3600_000) =>
   new Session('c1', 'a', 'u', 'd', 'web', transport, exp, null, now, 100);
 
 describe('heartbeat wheel (one timer for all connections)', () => {
-  it('pings each session once per interval, spread over slots of a few sessions each', () => {
+  it('pings each session once per interval, spread over slots and turns of a few sessions each', () => {
     const wheel = new HeartbeatWheel(32_000, () => {});
-    // A tick every ~20 ms: 1600 slots for a 32 s interval.
-    expect(wheel.slotCount).toBe(1600);
+    // A 32 s interval is 16 turns of 2 s (the longest gap between two liveness checks),
+    // each of 100 slots visited every 20 ms.
+    expect(wheel.phases).toBe(16);
+    expect(wheel.slotCount).toBe(100);
     expect(wheel.tickMs).toBe(20);
-    const fakes = Array.from({ length: 2 * wheel.slotCount }, () => fakeTransport());
+    const positions = wheel.slotCount * wheel.phases;
+    const fakes = Array.from({ length: 2 * positions }, () => fakeTransport());
     const t0 = 1_000_000;
     for (const f of fakes) wheel.add(session(f.transport, t0));
-    // One tick visits one slot: two of the sessions.
+    // One tick visits one slot and pings the sessions whose turn it is: two of them.
     wheel.tick(t0 + wheel.tickMs);
     expect(fakes.reduce((n, f) => n + f.t.pings, 0)).toBe(2);
-    for (let i = 1; i < wheel.slotCount; i++) wheel.tick(t0 + wheel.tickMs * (i + 1));
+    for (let i = 1; i < positions; i++) wheel.tick(t0 + wheel.tickMs * (i + 1));
     expect(fakes.every((f) => f.t.pings === 1)).toBe(true);
   });
 
   it('keeps at least 32 slots for short intervals', () => {
     const wheel = new HeartbeatWheel(320, () => {});
+    expect(wheel.phases).toBe(1);
     expect(wheel.slotCount).toBe(32);
     expect(wheel.tickMs).toBe(10);
   });
@@ -60,6 +64,54 @@ describe('heartbeat wheel (one timer for all connections)', () => {
       wheel.tick(now);
     }
     expect(silent).toEqual([quiet]);
+  });
+
+  it.each([100, 300, 1000, 15_000, 60_000, 120_000])(
+    'drops a silent session between 2·H and 2·H + 5 s after its last sign of life, H = %i ms, with late timers',
+    (intervalMs) => {
+      const dropped = new Map<Session, number>();
+      const wheel = new HeartbeatWheel(intervalMs, (s) => {
+        dropped.set(s, now);
+        wheel.remove(s);
+      });
+      // A seeded walk of the clock: timers fire up to 250 ms late, sessions arrive throughout.
+      let seed = 7;
+      const random = () => {
+        seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+        return seed / 2 ** 31;
+      };
+      let now = 1_000_000;
+      const sessions: Session[] = [];
+      const end = now + 3 * intervalMs + 10_000;
+      while (now < end) {
+        now += wheel.tickMs + Math.floor(random() < 0.1 ? random() * 250 : 0);
+        if (now < end - 2 * intervalMs - 6000 && random() < 0.3) {
+          const s = session(fakeTransport().transport, now);
+          sessions.push(s);
+          wheel.add(s);
+        }
+        wheel.advance(now);
+      }
+      expect(sessions.length).toBeGreaterThan(10);
+      for (const s of sessions) {
+        const at = dropped.get(s);
+        expect(at, 'every silent session is dropped').toBeDefined();
+        expect(at! - s.lastSeen).toBeGreaterThanOrEqual(2 * intervalMs);
+        expect(at! - s.lastSeen).toBeLessThanOrEqual(2 * intervalMs + 5000);
+      }
+    },
+  );
+
+  it('reports the node heartbeat once per interval, not once per turn', () => {
+    const ticks: number[] = [];
+    const wheel = new HeartbeatWheel(
+      10_000,
+      () => {},
+      (now) => ticks.push(now),
+    );
+    for (let i = 1; i <= 5 * wheel.slotCount * wheel.phases; i++) wheel.tick(i * wheel.tickMs);
+    expect(wheel.phases).toBe(5);
+    expect(ticks).toHaveLength(5);
   });
 });
 
