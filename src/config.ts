@@ -51,6 +51,18 @@ export interface DeliveryConfig {
   readonly topicRetentionMs: number;
 }
 
+/** Message lifecycle: topic join/leave events and the offline hand-off webhook. */
+export interface LifecycleConfig {
+  /** A topic leave is announced this late; a rejoin within it cancels both. */
+  readonly presenceDebounceMs: number;
+  /** Allow webhook URLs on private, loopback and link-local addresses (tests, private networks). */
+  readonly webhookAllowPrivate: boolean;
+  /** A webhook POST not answered within this is a failed attempt. */
+  readonly webhookTimeoutMs: number;
+  /** How often each node looks for due hand-offs. */
+  readonly webhookPollMs: number;
+}
+
 export interface Config {
   readonly host: string;
   readonly port: number;
@@ -74,6 +86,7 @@ export interface Config {
   readonly adminToken: string | null;
   /** `POST /v1/demo/token` and `/v1/demo/push` for the app `demo`; on by default only in the quickstart (no PUSH_APPS). */
   readonly demoTokens: boolean;
+  readonly lifecycle: LifecycleConfig;
 }
 
 export const DEFAULT_PORT = 8080;
@@ -94,6 +107,9 @@ export const DEFAULT_TOPIC_RETENTION_COUNT = 1000;
 export const DEFAULT_QUEUE_PREFETCH = 64;
 export const DEFAULT_QUEUE_MAX_DELIVER = 5;
 export const DEFAULT_TOPIC_RETENTION_MS = 24 * 3600_000;
+export const DEFAULT_PRESENCE_DEBOUNCE_MS = 2_000;
+export const DEFAULT_WEBHOOK_TIMEOUT_MS = 10_000;
+export const DEFAULT_WEBHOOK_POLL_MS = 500;
 
 type Kind = 'string' | 'int' | 'duration' | 'bool' | 'list';
 
@@ -184,6 +200,30 @@ export const SETTINGS: readonly Setting[] = [
     env: 'PUSH_DEMO_TOKENS',
     kind: 'bool',
     doc: 'demo page may mint tokens and push for the app "demo" (default: only without PUSH_APPS)',
+  },
+  {
+    key: 'presenceDebounceMs',
+    env: 'PUSH_PRESENCE_DEBOUNCE_MS',
+    kind: 'duration',
+    doc: 'topic leave events wait this long; a rejoin within it sends neither',
+  },
+  {
+    key: 'webhookAllowPrivate',
+    env: 'PUSH_WEBHOOK_ALLOW_PRIVATE',
+    kind: 'bool',
+    doc: 'allow hand-off webhook URLs on private/loopback addresses',
+  },
+  {
+    key: 'webhookTimeoutMs',
+    env: 'PUSH_WEBHOOK_TIMEOUT_MS',
+    kind: 'duration',
+    doc: 'hand-off webhook POST timeout',
+  },
+  {
+    key: 'webhookPollMs',
+    env: 'PUSH_WEBHOOK_POLL_MS',
+    kind: 'duration',
+    doc: 'how often a node looks for due hand-offs',
   },
 ];
 
@@ -371,6 +411,12 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     shutdownTimeoutMs: get('shutdownTimeoutMs', DEFAULT_SHUTDOWN_TIMEOUT_MS),
     adminToken,
     demoTokens: get('demoTokens', apps.length === 0),
+    lifecycle: {
+      presenceDebounceMs: get('presenceDebounceMs', DEFAULT_PRESENCE_DEBOUNCE_MS),
+      webhookAllowPrivate: get('webhookAllowPrivate', false),
+      webhookTimeoutMs: Math.max(1, get('webhookTimeoutMs', DEFAULT_WEBHOOK_TIMEOUT_MS)),
+      webhookPollMs: Math.max(10, get('webhookPollMs', DEFAULT_WEBHOOK_POLL_MS)),
+    },
   };
   return deepFreeze(config);
 }
