@@ -57,6 +57,18 @@ export interface DeliveryConfig {
   readonly groupBatch: number;
 }
 
+/** Message lifecycle: topic join/leave events and the offline hand-off webhook. */
+export interface LifecycleConfig {
+  /** A topic leave is announced this late; a rejoin within it cancels both. */
+  readonly presenceDebounceMs: number;
+  /** Allow webhook URLs on private, loopback and link-local addresses (tests, private networks). */
+  readonly webhookAllowPrivate: boolean;
+  /** A webhook POST not answered within this is a failed attempt. */
+  readonly webhookTimeoutMs: number;
+  /** How often each node looks for due hand-offs. */
+  readonly webhookPollMs: number;
+}
+
 export interface Config {
   readonly host: string;
   readonly port: number;
@@ -82,6 +94,7 @@ export interface Config {
   readonly demo: boolean;
   /** `POST /v1/demo/token` and `/v1/demo/push` for the app `demo`; on whenever demo mode is. */
   readonly demoTokens: boolean;
+  readonly lifecycle: LifecycleConfig;
 }
 
 export const DEFAULT_PORT = 8080;
@@ -105,6 +118,9 @@ export const DEFAULT_QUEUE_PREFETCH = 64;
 export const DEFAULT_QUEUE_MAX_DELIVER = 5;
 export const DEFAULT_TOPIC_RETENTION_MS = 24 * 3600_000;
 export const DEFAULT_GROUP_BATCH = 2_000;
+export const DEFAULT_PRESENCE_DEBOUNCE_MS = 2_000;
+export const DEFAULT_WEBHOOK_TIMEOUT_MS = 10_000;
+export const DEFAULT_WEBHOOK_POLL_MS = 500;
 
 type Kind = 'string' | 'int' | 'duration' | 'bool' | 'list';
 
@@ -219,6 +235,30 @@ export const SETTINGS: readonly Setting[] = [
     env: 'PUSH_DEMO_TOKENS',
     kind: 'bool',
     doc: 'the demo page and its token minting and pushing for an existing app "demo", without creating it (default: PUSH_DEMO)',
+  },
+  {
+    key: 'presenceDebounceMs',
+    env: 'PUSH_PRESENCE_DEBOUNCE_MS',
+    kind: 'duration',
+    doc: 'topic leave events wait this long; a rejoin within it sends neither',
+  },
+  {
+    key: 'webhookAllowPrivate',
+    env: 'PUSH_WEBHOOK_ALLOW_PRIVATE',
+    kind: 'bool',
+    doc: 'allow hand-off webhook URLs on private/loopback addresses',
+  },
+  {
+    key: 'webhookTimeoutMs',
+    env: 'PUSH_WEBHOOK_TIMEOUT_MS',
+    kind: 'duration',
+    doc: 'hand-off webhook POST timeout',
+  },
+  {
+    key: 'webhookPollMs',
+    env: 'PUSH_WEBHOOK_POLL_MS',
+    kind: 'duration',
+    doc: 'how often a node looks for due hand-offs',
   },
 ];
 
@@ -411,6 +451,12 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     adminToken,
     demo,
     demoTokens: get('demoTokens', demo),
+    lifecycle: {
+      presenceDebounceMs: get('presenceDebounceMs', DEFAULT_PRESENCE_DEBOUNCE_MS),
+      webhookAllowPrivate: get('webhookAllowPrivate', false),
+      webhookTimeoutMs: Math.max(1, get('webhookTimeoutMs', DEFAULT_WEBHOOK_TIMEOUT_MS)),
+      webhookPollMs: Math.max(10, get('webhookPollMs', DEFAULT_WEBHOOK_POLL_MS)),
+    },
   };
   return deepFreeze(config);
 }

@@ -5,6 +5,7 @@ import { registerClientRoutes } from './api/routes/client.js';
 import { registerDemoRoutes, warnIfDemoExposed } from './api/routes/demo.js';
 import { registerGroupRoutes } from './api/routes/groups.js';
 import { registerHistoryRoutes } from './api/routes/history.js';
+import { registerLifecycleRoutes } from './api/routes/lifecycle.js';
 import { registerOperationRoutes } from './api/routes/operations.js';
 import { registerPushRoutes } from './api/routes/push.js';
 import { registerUserRoutes } from './api/routes/users.js';
@@ -19,12 +20,16 @@ import { StatusWriter } from './delivery/status-writer.js';
 import { ConnectionLog } from './gateway/connection-log.js';
 import { Gateway } from './gateway/gateway.js';
 import { Hub } from './gateway/hub.js';
+import { LifecycleSignals } from './gateway/lifecycle-signals.js';
 import { Presence } from './gateway/presence.js';
 import { WebSocketTransport } from './gateway/transports/websocket.js';
 import { createQueueConsumers } from './ingest/create-queue-consumers.js';
 import { GroupPusher } from './ingest/group-push.js';
 import { Ingest } from './ingest/ingest.js';
 import { QueueIngest } from './ingest/queue-consumer.js';
+import { HandoffSender } from './lifecycle/handoff-sender.js';
+import { Recall } from './lifecycle/recall.js';
+import { Webhooks } from './lifecycle/webhooks.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { createMetrics } from './observability/metrics.js';
 import { createStore } from './store/create-store.js';
@@ -80,8 +85,12 @@ export async function createServer(config: Config, options: { log?: Logger } = {
       onUnregistered: (s) => gateway!.unregistered(s),
       onClosedByServer: (_s, reason) => metrics.closes.inc({ reason }),
       onGap: (s) => gateway!.repairGap(s),
+      onTopicLeft: (s, topic) => gateway!.topicLeft(s, topic),
     },
   );
+  const signals = new LifecycleSignals(hub, config.lifecycle.presenceDebounceMs);
+  status.onRead = (appId, userId, seq, except) =>
+    bus.publish({ kind: 'read', appId, userId, seq, ...(except ? { except } : {}) });
   const presence = new Presence(
     hub,
     bus,
@@ -95,12 +104,13 @@ export async function createServer(config: Config, options: { log?: Logger } = {
       allowedOrigins: config.allowedOrigins,
       topicRetention,
     },
-    { hub, store, apps, status, connections, presence, metrics, log },
+    { hub, store, apps, status, connections, presence, metrics, log, bus },
   );
   bus.subscribe((e) => {
     if (e.kind === 'users') hub.deliverToUsers(e.message, e.recipients);
     else if (e.kind === 'topic') hub.deliverToTopic(e.message);
-    else hub.kick(e.appId, e.userId, e.device);
+    else if (e.kind === 'kick') hub.kick(e.appId, e.userId, e.device);
+    else signals.deliver(e);
   });
   const router = new Router(bus);
   const ingest = new Ingest(store, router, hub, metrics);
@@ -127,6 +137,18 @@ export async function createServer(config: Config, options: { log?: Logger } = {
     hub,
     { resendMs: config.delivery.resendMs, maxRetries: config.delivery.maxRetries, backoff: RESEND_BACKOFF },
     metrics,
+    log,
+  );
+  const handoffs = new HandoffSender(
+    store,
+    async (appId, userId) => ((await presence.of(appId, [userId])).get(userId)?.length ?? 0) > 0,
+    {
+      nodeId: config.nodeId,
+      pollMs: config.lifecycle.webhookPollMs,
+      timeoutMs: config.lifecycle.webhookTimeoutMs,
+      allowPrivate: config.lifecycle.webhookAllowPrivate,
+    },
+    metrics.registry,
     log,
   );
   const maintenance = new Maintenance(
@@ -170,6 +192,11 @@ export async function createServer(config: Config, options: { log?: Logger } = {
     metrics,
     maxDataBytes,
   });
+  registerLifecycleRoutes(http, {
+    apps,
+    recall: new Recall(store, bus, status),
+    webhooks: new Webhooks(store, config.lifecycle.webhookAllowPrivate),
+  });
   registerDemoRoutes(http, { enabled: config.demoTokens, apps, ingest, maxDataBytes });
   registerWebRoutes(http, {
     dashboardEnabled: config.adminToken !== null,
@@ -212,6 +239,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
       maintenance.start();
       groupPusher.start();
       retries.start();
+      handoffs.start();
       const port = (http.server.address() as AddressInfo).port;
       warnIfDemoExposed({ demo: config.demo || config.demoTokens, host: config.host }, log);
       log.info({ port, node: config.nodeId }, 'message-push listening');
@@ -234,6 +262,8 @@ export async function createServer(config: Config, options: { log?: Logger } = {
         await connections.flush();
         await store.markNodeOffline(config.nodeId, Date.now());
         await retries.stop();
+        await handoffs.stop();
+        signals.close();
         await maintenance.stop();
         await bus.close();
         await store.close();

@@ -2,7 +2,16 @@ import { AckBatcher } from './acks.js';
 import { Backoff } from './backoff.js';
 import { DEFAULT_DEDUPE_WINDOW, DedupeWindow } from './dedupe.js';
 import { Emitter } from './emitter.js';
-import { CLOSE, type PushMessage, type ServerFrame, toMessage, type WelcomeFrame } from './protocol.js';
+import {
+  CLOSE,
+  type PushMessage,
+  type ReadEvent,
+  type RevokeEvent,
+  type ServerFrame,
+  type TopicPresenceEvent,
+  toMessage,
+  type WelcomeFrame,
+} from './protocol.js';
 import { decodeResumeState, defaultStorage, encodeResumeState, type PushStorage } from './storage.js';
 import { readToken, refreshAt } from './token.js';
 import { DEFAULT_POLL_SECONDS, LongPollTransport } from './transports/long-poll.js';
@@ -99,6 +108,12 @@ export interface PushClientEvents {
   message: PushMessage;
   error: PushClientError;
   state: StateEvent;
+  /** A message was recalled by the server: remove it from the screen. */
+  revoke: RevokeEvent;
+  /** Another device of this user read up to `seq`: clear the unread marks up to it. */
+  read: ReadEvent;
+  /** Join/leave on topics subscribed with `presence: true`. */
+  presence: TopicPresenceEvent;
 }
 
 export type MessageHandler = (message: PushMessage) => void;
@@ -132,6 +147,8 @@ export class PushClient extends Emitter<PushClientEvents> {
   private readonly subs = new Map<string, Set<MessageHandler>>();
   /** Topics subscribed without `since`: the `subscribed` reply sets where they start. */
   private readonly liveOnly = new Set<string>();
+  /** Topics whose join/leave events were asked for. */
+  private readonly presenceTopics = new Set<string>();
   private readonly dedupe: DedupeWindow;
   private readonly acks: AckBatcher;
   private readonly backoff: Backoff;
@@ -180,11 +197,16 @@ export class PushClient extends Emitter<PushClientEvents> {
    * client subscribes again with `since` = the last offset it saw, so nothing is missed;
    * `since` here replays from that offset on the first subscribe.
    */
-  subscribe(topic: string, handler: MessageHandler, options: { since?: number } = {}): Subscription {
+  subscribe(
+    topic: string,
+    handler: MessageHandler,
+    options: { since?: number; presence?: boolean } = {},
+  ): Subscription {
     let handlers = this.subs.get(topic);
     if (!handlers) {
       handlers = new Set();
       this.subs.set(topic, handlers);
+      if (options.presence) this.presenceTopics.add(topic);
       if (options.since !== undefined && !this.topicOffsets.has(topic))
         this.topicOffsets.set(topic, options.since);
       if (this.current === 'connected') this.sendSubscribe(topic);
@@ -202,9 +224,36 @@ export class PushClient extends Emitter<PushClientEvents> {
   /** Drops every handler of a topic and tells the server; its offset is forgotten. */
   unsubscribe(topic: string): void {
     if (!this.subs.delete(topic)) return;
+    this.presenceTopics.delete(topic);
     this.topicOffsets.delete(topic);
     this.liveOnly.delete(topic);
     if (this.current === 'connected') this.transport?.send({ op: 'unsubscribe', topic });
+  }
+
+  /**
+   * Marks the user's messages as read up to `seq` (default: the newest handed to the app).
+   * The server keeps the unread count and tells the user's other devices (`read` event).
+   * Over SSE and long-poll it goes as `POST /v1/me/read`. Returns false when not connected.
+   */
+  read(seq: number | null = this.seq): boolean {
+    const t = this.transport;
+    if (seq === null || !t || this.current !== 'connected') return false;
+    if (t.canSend) {
+      t.send({ op: 'read', seq });
+      return true;
+    }
+    const fetchFn = this.options.fetch ?? (globalThis as { fetch?: FetchLike }).fetch?.bind(globalThis);
+    if (!fetchFn) return false;
+    const q = new URLSearchParams({ app: this.options.app, token: this.token });
+    fetchFn(`${this.baseUrl}/v1/me/read?${q}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ seq }),
+    }).then(
+      (res) => res.text(),
+      () => undefined,
+    );
+    return true;
   }
 
   /** Connects again after a fatal close or `close()`, or now instead of after the backoff delay. */
@@ -349,6 +398,20 @@ export class PushClient extends Emitter<PushClientEvents> {
             changed = true;
           }
           break;
+        case 'revoke': {
+          const { op: _op, ...event } = f;
+          // Remembered as seen, so a copy still in flight (a resend, a backlog page) never shows.
+          this.dedupe.add(f.id);
+          this.emit('revoke', event);
+          break;
+        }
+        case 'read':
+          this.emit('read', { seq: f.seq });
+          break;
+        case 'join':
+        case 'leave':
+          this.emit('presence', { op: f.op, topic: f.topic, user: f.user, device: f.device });
+          break;
         case 'error': {
           const topic = typeof f.ref === 'string' && f.ref.startsWith('sub:') ? f.ref.slice(4) : undefined;
           this.report({ code: f.code, message: f.message, fatal: false, ...(topic ? { topic } : {}) });
@@ -399,7 +462,13 @@ export class PushClient extends Emitter<PushClientEvents> {
     if (!t?.canSend) return;
     const since = this.topicOffsets.get(topic);
     if (since === undefined) this.liveOnly.add(topic);
-    t.send({ op: 'subscribe', topic, ref: `sub:${topic}`, ...(since !== undefined ? { since } : {}) });
+    t.send({
+      op: 'subscribe',
+      topic,
+      ref: `sub:${topic}`,
+      ...(since !== undefined ? { since } : {}),
+      ...(this.presenceTopics.has(topic) ? { presence: true } : {}),
+    });
   }
 
   private transportClosed(info: CloseInfo): void {

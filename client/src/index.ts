@@ -22,7 +22,13 @@ export {
   type Subscription,
 } from './client.js';
 export { DEFAULT_DEDUPE_WINDOW, DedupeWindow } from './dedupe.js';
-export { CLOSE, type PushMessage } from './protocol.js';
+export {
+  CLOSE,
+  type PushMessage,
+  type ReadEvent,
+  type RevokeEvent,
+  type TopicPresenceEvent,
+} from './protocol.js';
 export { defaultStorage, MemoryStorage, type PushStorage, type ResumeState, webStorage } from './storage.js';
 export type { FetchLike, TransportName } from './transports/transport.js';
 export type { WebSocketConstructor, WebSocketLike } from './transports/websocket.js';

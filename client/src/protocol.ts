@@ -19,8 +19,32 @@ export interface WelcomeFrame {
   readonly heartbeat_ms: number;
 }
 
+/** A recalled message: user messages by `seq`, topic messages by `topic` and `offset`. */
+export interface RevokeEvent {
+  readonly id: string;
+  readonly seq?: number;
+  readonly topic?: string;
+  readonly offset?: number;
+}
+
+/** Another device of this user read up to `seq` (the server's read cursor after the move). */
+export interface ReadEvent {
+  readonly seq: number;
+}
+
+/** A connection joined or left a topic this client subscribed to with `presence: true`. */
+export interface TopicPresenceEvent {
+  readonly op: 'join' | 'leave';
+  readonly topic: string;
+  readonly user: string;
+  readonly device: string;
+}
+
 export type ServerFrame =
   | WelcomeFrame
+  | ({ readonly op: 'revoke' } & RevokeEvent)
+  | ({ readonly op: 'read' } & ReadEvent)
+  | TopicPresenceEvent
   | ({ readonly op: 'message' } & PushMessage)
   | {
       readonly op: 'subscribed';
@@ -36,7 +60,7 @@ export type ServerFrame =
 export type ClientFrame =
   | { op: 'ack'; ids: string[] }
   | { op: 'read'; seq: number }
-  | { op: 'subscribe'; topic: string; since?: number; ref?: string }
+  | { op: 'subscribe'; topic: string; since?: number; presence?: boolean; ref?: string }
   | { op: 'unsubscribe'; topic: string; ref?: string }
   | { op: 'ping' }
   | { op: 'refresh'; token: string; ref?: string };

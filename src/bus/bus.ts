@@ -8,7 +8,44 @@ export type Envelope =
   | { readonly kind: 'users'; readonly message: StoredMessage; readonly recipients: readonly Recipient[] }
   | { readonly kind: 'topic'; readonly message: StoredMessage }
   /** Close a user's connections (all, or one device's) with 4003 wherever they are. */
-  | { readonly kind: 'kick'; readonly appId: string; readonly userId: string; readonly device?: string };
+  | { readonly kind: 'kick'; readonly appId: string; readonly userId: string; readonly device?: string }
+  | LifecycleEnvelope;
+
+/** Message lifecycle signals (src/gateway/lifecycle-signals.ts delivers them to sessions). */
+export type LifecycleEnvelope =
+  /** A recalled user message: each recipient's devices get `revoke` with their seq. */
+  | {
+      readonly kind: 'revoke';
+      readonly appId: string;
+      readonly id: string;
+      readonly recipients: readonly { readonly user: string; readonly seq: number }[];
+    }
+  /** A recalled topic message: the topic's subscribers get `revoke` with its offset. */
+  | {
+      readonly kind: 'revoke_topic';
+      readonly appId: string;
+      readonly id: string;
+      readonly topic: string;
+      readonly offset: number;
+    }
+  /** A user's read cursor moved: their other devices get `read` (`except`: the connection that read). */
+  | {
+      readonly kind: 'read';
+      readonly appId: string;
+      readonly userId: string;
+      readonly seq: number;
+      readonly except?: string;
+    }
+  /** A connection subscribed to (join) or left (leave) a topic; debounced where it is delivered. */
+  | {
+      readonly kind: 'topic_presence';
+      readonly appId: string;
+      readonly topic: string;
+      readonly op: 'join' | 'leave';
+      readonly user: string;
+      readonly device: string;
+      readonly connection: string;
+    };
 
 /**
  * The bus seam. Drivers: `MemoryBus` (one process, the default) and, for several processes

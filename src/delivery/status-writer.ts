@@ -14,6 +14,11 @@ export class StatusWriter {
   private readonly commit: GroupCommit<DeliveryUpdate, number>;
   private sent = new Map<string, { appId: string; userId: string; seqs: number[]; at: number }>();
   private sentScheduled = false;
+  /**
+   * Called once a read cursor moved, with the cursor after the move and the connection that
+   * read (if any): the composition root sends it to the user's other devices.
+   */
+  onRead: ((appId: string, userId: string, seq: number, except?: string) => void) | null = null;
 
   constructor(
     store: Store,
@@ -61,9 +66,11 @@ export class StatusWriter {
     return this.commit.submit(update);
   }
 
-  /** Moves the user's read cursor; resolves with the cursor after the move. */
-  read(appId: string, userId: string, seq: number): Promise<number> {
-    return this.commit.submit({ kind: 'read', appId, userId, seq });
+  /** Moves the user's read cursor; resolves with the cursor after the move. `from`: the connection that read. */
+  async read(appId: string, userId: string, seq: number, from?: string): Promise<number> {
+    const cursor = await this.commit.submit({ kind: 'read', appId, userId, seq });
+    this.onRead?.(appId, userId, cursor, from);
+    return cursor;
   }
 
   async flush(): Promise<void> {

@@ -8,10 +8,12 @@ import { getOrCreate } from '../util/maps.js';
  *      │                              │
  *      │                              └─resends ran out──► failed ──ack──► acked
  *      └──────────── ttl passed before any ack ──────────► expired
+ *   pending | sent | failed ──recalled (DELETE /v1/messages/{id})──► revoked
  *
  * A status never goes back. `failed` messages are still replayed on the next connection.
+ * `revoked` is final like `expired` and `acked`: a recalled message is never delivered again.
  */
-export type DeliveryStatus = 'pending' | 'sent' | 'acked' | 'failed' | 'expired';
+export type DeliveryStatus = 'pending' | 'sent' | 'acked' | 'failed' | 'expired' | 'revoked';
 
 export const STATUS_CODE: Readonly<Record<DeliveryStatus, number>> = {
   pending: 0,
@@ -19,8 +21,16 @@ export const STATUS_CODE: Readonly<Record<DeliveryStatus, number>> = {
   acked: 2,
   failed: 3,
   expired: 4,
+  revoked: 5,
 };
-export const STATUS_NAME: readonly DeliveryStatus[] = ['pending', 'sent', 'acked', 'failed', 'expired'];
+export const STATUS_NAME: readonly DeliveryStatus[] = [
+  'pending',
+  'sent',
+  'acked',
+  'failed',
+  'expired',
+  'revoked',
+];
 
 export type Target =
   | { readonly users: readonly string[] }

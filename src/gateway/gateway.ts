@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { AppRegistry } from '../auth/app-registry.js';
 import type { TokenClaims } from '../auth/tokens.js';
+import type { Bus } from '../bus/bus.js';
 import type { LimitsConfig } from '../config.js';
 import type { StatusWriter } from '../delivery/status-writer.js';
 import { isPushError, PushError } from '../domain/errors.js';
@@ -53,6 +54,8 @@ export interface GatewayDeps {
   readonly presence: Pick<Presence, 'countElsewhere'>;
   readonly metrics: Metrics;
   readonly log: Logger;
+  /** Topic join/leave announcements go out on it (see lifecycle-signals.ts); none without it. */
+  readonly bus?: Pick<Bus, 'publish'>;
 }
 
 /** A client that passed the handshake checks and may be given a session. */
@@ -295,7 +298,7 @@ export class Gateway {
         return;
       }
       case 'read':
-        await status.read(s.appId, s.userId, f.seq);
+        await status.read(s.appId, s.userId, f.seq, s.id);
         if (f.ref !== undefined) this.reply(s, encodeControl('ok', {}, f.ref));
         return;
       case 'refresh': {
@@ -321,7 +324,11 @@ export class Gateway {
           this.reply(s, encodeError('forbidden', `this token may not subscribe to "${f.topic}"`, f.ref));
           return;
         }
-        await this.subscribe(s, f.topic, f.since, f.ref);
+        if (f.presence && f.topic === ALL_TOPIC) {
+          this.reply(s, encodeError('forbidden', 'no presence events on $all', f.ref));
+          return;
+        }
+        await this.subscribe(s, f.topic, f.since, f.ref, f.presence === true);
         return;
       case 'unsubscribe':
         this.deps.hub.unsubscribe(s, f.topic);
@@ -336,10 +343,18 @@ export class Gateway {
    * client sees each offset once and in order. `$all` reaches every session anyway; subscribing
    * to it adds the replay and the ordering by offset.
    */
-  private async subscribe(s: Session, topic: string, since: number | null, ref: Ref): Promise<void> {
+  private async subscribe(
+    s: Session,
+    topic: string,
+    since: number | null,
+    ref: Ref,
+    presence = false,
+  ): Promise<void> {
     const { hub, store } = this.deps;
     hub.unsubscribe(s, topic);
     const sub = hub.subscribe(s, topic);
+    if (presence) sub.presence = true;
+    this.announce(s, topic, 'join');
     const current = await store.topicOffset(s.appId, topic);
     if (s.state === CLOSED) return;
     this.reply(s, encodeControl('subscribed', { topic, offset: current }, ref));
@@ -419,6 +434,24 @@ export class Gateway {
       if (frames.length > 0) await this.writeReplay(s, frames, new Array<number>(frames.length).fill(0));
       if (!hasMore) return offset;
     }
+  }
+
+  /** Hub event: the session is no longer a subscriber of the topic. */
+  topicLeft(s: Session, topic: string): void {
+    this.announce(s, topic, 'leave');
+  }
+
+  private announce(s: Session, topic: string, op: 'join' | 'leave'): void {
+    if (topic === ALL_TOPIC || !this.deps.bus) return;
+    this.deps.bus.publish({
+      kind: 'topic_presence',
+      appId: s.appId,
+      topic,
+      op,
+      user: s.userId,
+      device: s.device,
+      connection: s.id,
+    });
   }
 
   private reply(s: Session, frame: string): void {

@@ -26,6 +26,8 @@ export interface HubEvents {
   onGap(s: Session): void;
   /** The hub itself closed a session (`slow`, `kicked`). */
   onClosedByServer(s: Session, reason: string): void;
+  /** A session stopped being a topic's subscriber (unsubscribe or close). */
+  onTopicLeft?(s: Session, topic: string): void;
 }
 
 /** One connection as presence reports it: the connections table's row, without its user. */
@@ -164,6 +166,17 @@ export class Hub {
     const k = key(s.appId, topic);
     const set = this.byTopic.get(k);
     if (set?.delete(s) && set.size === 0) this.byTopic.delete(k);
+    this.events.onTopicLeft?.(s, topic);
+  }
+
+  /** This node's subscribers of a topic (`$all`: every session of the app). */
+  topicSessions(appId: string, topic: string): ReadonlySet<Session> | undefined {
+    return topic === ALL_TOPIC ? this.byApp.get(appId) : this.byTopic.get(key(appId, topic));
+  }
+
+  /** Queues a control frame (revoke, read, join/leave) behind the frames already queued for the session. */
+  sendControl(s: Session, frame: string): void {
+    if (s.state !== CLOSED && s.enqueue(frame, 0, -1)) this.markDirty(s);
   }
 
   /** Who is subscribed to a topic on this node. */

@@ -38,6 +38,8 @@ export interface TopicSub {
   offset: number;
   held: { offset: number; frame: string; timestamp: number }[] | null;
   heldOverflow: boolean;
+  /** The subscriber asked for the topic's join/leave events. */
+  presence?: boolean;
 }
 
 export class Session {

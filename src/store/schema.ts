@@ -13,6 +13,8 @@ export interface Database {
   group_state: GroupStateTable;
   group_pushes: GroupPushesTable;
   topic_settings: TopicSettingsTable;
+  webhooks: WebhooksTable;
+  webhook_handoffs: WebhookHandoffsTable;
 }
 
 export interface AppsTable {
@@ -43,6 +45,8 @@ export interface MessagesTable {
   topic_offset: number | null;
   fingerprint: string;
   recipients: number;
+  /** When the message was recalled (DELETE /v1/messages/{id}); null while it stands. */
+  revoked_at: Generated<number | null>;
 }
 
 export interface DeliveriesTable {
@@ -130,4 +134,33 @@ export interface TopicSettingsTable {
   app_id: string;
   topic: string;
   merge_ms: number;
+}
+
+/** An app's offline hand-off webhook (one per app). */
+export interface WebhooksTable {
+  app_id: string;
+  url: string;
+  after_ms: number;
+  /** HMAC-SHA256 signing key, shown to the app; 256 random bits, base64url. */
+  secret: string;
+  created_at: number;
+  updated_at: number;
+}
+
+/** The durable hand-off schedule: one row per recipient of a user message while the app has a webhook. */
+export interface WebhookHandoffsTable {
+  app_id: string;
+  user_id: string;
+  seq: number;
+  message_pk: number;
+  /** 0 pending, 1 delivered, 2 failed (see HANDOFF_STATUS). */
+  status: Generated<number>;
+  attempts: Generated<number>;
+  /** When the next attempt may be made. */
+  due_at: number;
+  /** The message's ttl (or retention): attempts stop there and the row is `failed`. */
+  give_up_at: number;
+  /** The node holding the row while it sends, until `claim_until` (a lease: a dead node's claims lapse). */
+  claimed_by: string | null;
+  claim_until: number | null;
 }

@@ -12,16 +12,22 @@ import {
 } from '../domain/message.js';
 import { getOrCreate } from '../util/maps.js';
 import type { GroupStore } from './group-store.js';
+import * as lifecycle from './lifecycle-sql.js';
+import { HANDOFF_NAME, type HandoffRow } from './lifecycle-sql.js';
 import { migrationProvider, type SqlDialect } from './migrations/index.js';
 import type { Database, DeliveriesTable, MessagesTable } from './schema.js';
 import { SqlGroupStore } from './sql-group-store.js';
 import type {
   AppRecord,
   BacklogQuery,
+  ClaimedHandoffs,
   ConnectionChange,
   ConnectionRecord,
   DeliveryUpdate,
   DueRetry,
+  HandoffCounts,
+  HandoffQuery,
+  HandoffUpdate,
   HistoryQuery,
   HistoryRow,
   MessageStatus,
@@ -30,13 +36,26 @@ import type {
   RecentMessage,
   RecentMessagesQuery,
   RetryUpdate,
+  RevokeResult,
   Store,
   TopicHistoryQuery,
   UserMessage,
+  WebhookRecord,
 } from './store.js';
 
-const { pending: PENDING, sent: SENT, acked: ACKED, failed: FAILED, expired: EXPIRED } = STATUS_CODE;
+const {
+  pending: PENDING,
+  sent: SENT,
+  acked: ACKED,
+  failed: FAILED,
+  expired: EXPIRED,
+  revoked: REVOKED,
+} = STATUS_CODE;
 const UNACKED = [PENDING, SENT, FAILED];
+/** Statuses whose messages clients never see again (history, `since` replays, unread counts). */
+const GONE = [EXPIRED, REVOKED];
+/** Hand-offs of messages without a ttl are retried at most this long (the longest ttl a push may have). */
+const HANDOFF_MAX_MS = 2_419_200_000;
 
 type Tx = Transaction<Database>;
 export type MessageRow = Pick<
@@ -89,6 +108,9 @@ export interface PersistOps {
   ): MaybePromise<Map<string, number>>;
   insertMessages(rows: Insertable<MessagesTable>[]): MaybePromise<Map<string, number>>;
   insertDeliveries(rows: Insertable<DeliveriesTable>[]): MaybePromise<void>;
+  /** The hand-off delay of each of these apps that has a webhook. */
+  webhookDelays(appIds: readonly string[]): MaybePromise<Map<string, number>>;
+  insertHandoffs(rows: HandoffRow[]): MaybePromise<void>;
 }
 
 /** Keys (app, user) as one string; \0 cannot occur in ids. */
@@ -195,6 +217,18 @@ export abstract class SqlStore implements Store {
       insertMessages: (rows) => this.insertMessages(trx, rows),
       insertDeliveries: async (rows) => {
         for (const chunk of chunks(rows, 400)) await trx.insertInto('deliveries').values(chunk).execute();
+      },
+      webhookDelays: async (appIds) => {
+        const rows = await trx
+          .selectFrom('webhooks')
+          .select(['app_id', 'after_ms'])
+          .where('app_id', 'in', [...appIds])
+          .execute();
+        return new Map(rows.map((r) => [r.app_id, Number(r.after_ms)]));
+      },
+      insertHandoffs: async (rows) => {
+        for (const chunk of chunks(rows, 400))
+          await trx.insertInto('webhook_handoffs').values(chunk).execute();
       },
     };
   }
@@ -310,6 +344,7 @@ export abstract class SqlStore implements Store {
       }));
     });
     await ops.insertDeliveries(deliveryRows);
+    await scheduleHandoffs(ops, stored, pks);
 
     for (const s of stored) {
       // Routing only needs the recipients that can still receive it.
@@ -329,7 +364,7 @@ export abstract class SqlStore implements Store {
       .where('d.seq', '>', q.afterSeq)
       .where('d.live_only', '=', 0)
       .where((eb) => eb.or([eb('d.expires_at', 'is', null), eb('d.expires_at', '>', q.now)]));
-    query = q.unackedOnly ? query.where('d.status', 'in', UNACKED) : query.where('d.status', '!=', EXPIRED);
+    query = q.unackedOnly ? query.where('d.status', 'in', UNACKED) : query.where('d.status', 'not in', GONE);
     const rows = await query.orderBy('d.seq').limit(q.limit).execute();
     return rows.map((r) => ({
       seq: Number(r.seq),
@@ -344,7 +379,8 @@ export abstract class SqlStore implements Store {
       .innerJoin('messages as m', 'm.pk', 'd.message_pk')
       .select(['d.seq', 'd.status', 'd.expires_at as d_expires_at', 'd.live_only', ...MESSAGE_COLUMNS])
       .where('d.app_id', '=', q.appId)
-      .where('d.user_id', '=', q.userId);
+      .where('d.user_id', '=', q.userId)
+      .where('d.status', '!=', REVOKED);
     if (q.afterSeq !== null) query = query.where('d.seq', '>', q.afterSeq);
     if (q.beforeSeq !== null) query = query.where('d.seq', '<', q.beforeSeq);
     if (q.from !== null) query = query.where('m.timestamp', '>=', q.from);
@@ -386,6 +422,7 @@ export abstract class SqlStore implements Store {
       .where('m.topic', '=', q.topic)
       .where('m.topic_offset', '>', last - q.keepCount)
       .where('m.timestamp', '>=', q.keepSince)
+      .where('m.revoked_at', 'is', null)
       .where((eb) => eb.or([eb('m.expires_at', 'is', null), eb('m.expires_at', '>', q.now)]));
     if (q.afterOffset !== null) query = query.where('m.topic_offset', '>', q.afterOffset);
     if (q.beforeOffset !== null) query = query.where('m.topic_offset', '<', q.beforeOffset);
@@ -542,7 +579,7 @@ export abstract class SqlStore implements Store {
       .where('app_id', '=', appId)
       .where('user_id', '=', userId)
       .where('seq', '>', lastRead)
-      .where('status', '!=', EXPIRED)
+      .where('status', 'not in', GONE)
       .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
       .executeTakeFirst();
     return { count: Number(row?.n ?? 0), last_read_seq: lastRead };
@@ -583,6 +620,7 @@ export abstract class SqlStore implements Store {
         acked: 0,
         failed: 0,
         expired: 0,
+        revoked: 0,
       }));
       entry[STATUS_NAME[c.status] as DeliveryStatus] += Number(c.n);
     }
@@ -594,6 +632,7 @@ export abstract class SqlStore implements Store {
           acked: 0,
           failed: 0,
           expired: 0,
+          revoked: 0,
         };
         const recipients_total = Object.values(status_counts).reduce((a, b) => a + b, 0);
         const status = await this.withRecipients(m, q.maxRecipients, q.now);
@@ -609,10 +648,26 @@ export abstract class SqlStore implements Store {
     now: number,
   ): Promise<MessageStatus> {
     let query = this.db
-      .selectFrom('deliveries')
-      .select(['user_id', 'seq', 'status', 'retries', 'sent_at', 'acked_at', 'expires_at', 'live_only'])
-      .where('message_pk', '=', m.pk)
-      .orderBy('user_id');
+      .selectFrom('deliveries as d')
+      .leftJoin('webhook_handoffs as h', (j) =>
+        j
+          .onRef('h.app_id', '=', 'd.app_id')
+          .onRef('h.user_id', '=', 'd.user_id')
+          .onRef('h.seq', '=', 'd.seq'),
+      )
+      .select([
+        'd.user_id',
+        'd.seq',
+        'd.status',
+        'd.retries',
+        'd.sent_at',
+        'd.acked_at',
+        'd.expires_at',
+        'd.live_only',
+        'h.status as webhook',
+      ])
+      .where('d.message_pk', '=', m.pk)
+      .orderBy('d.user_id');
     if (limit !== null) query = query.limit(limit);
     const rows = await query.execute();
     const ttl = m.ttl === null ? null : Number(m.ttl);
@@ -637,6 +692,7 @@ export abstract class SqlStore implements Store {
         retries: r.retries,
         sent_at: r.sent_at === null ? null : Number(r.sent_at),
         acked_at: r.acked_at === null ? null : Number(r.acked_at),
+        ...(r.webhook === null ? {} : { webhook: HANDOFF_NAME[r.webhook]! }),
       })),
     };
   }
@@ -806,6 +862,7 @@ export abstract class SqlStore implements Store {
       if (old.length === 0) return 0;
       const pks = old.map((r) => r.pk);
       await trx.deleteFrom('deliveries').where('message_pk', 'in', pks).execute();
+      await trx.deleteFrom('webhook_handoffs').where('message_pk', 'in', pks).execute();
       await trx.deleteFrom('messages').where('pk', 'in', pks).execute();
       await trx
         .deleteFrom('connections')
@@ -814,6 +871,38 @@ export abstract class SqlStore implements Store {
         .execute();
       return old.length;
     });
+  }
+
+  revokeMessage(appId: string, messageId: string, now: number): Promise<RevokeResult | undefined> {
+    return this.inTransaction((trx) => lifecycle.revokeMessage(trx, appId, messageId, now));
+  }
+
+  getWebhook(appId: string): Promise<WebhookRecord | undefined> {
+    return lifecycle.getWebhook(this.db, appId);
+  }
+
+  listWebhooks(): Promise<WebhookRecord[]> {
+    return lifecycle.listWebhooks(this.db);
+  }
+
+  saveWebhook(webhook: WebhookRecord): Promise<void> {
+    return this.inTransaction((trx) => lifecycle.saveWebhook(trx, webhook));
+  }
+
+  deleteWebhook(appId: string): Promise<boolean> {
+    return this.inTransaction((trx) => lifecycle.deleteWebhook(trx, appId));
+  }
+
+  claimHandoffs(query: HandoffQuery): Promise<ClaimedHandoffs[]> {
+    return lifecycle.claimHandoffs(this.db, query);
+  }
+
+  finishHandoffs(token: string, updates: readonly HandoffUpdate[]): Promise<void> {
+    return this.inTransaction((trx) => lifecycle.finishHandoffs(trx, token, updates));
+  }
+
+  handoffCounts(appId: string | null): Promise<HandoffCounts> {
+    return lifecycle.handoffCounts(this.db, appId);
   }
 
   async ping(): Promise<void> {
@@ -841,6 +930,39 @@ async function findExisting(
     }
   }
   return found;
+}
+
+/**
+ * Hand-off rows for the stored user messages of apps that have a webhook, in the push's
+ * transaction. Live-only (ttl 0) and topic messages are never handed off.
+ */
+async function scheduleHandoffs(
+  ops: PersistOps,
+  stored: readonly { message: StoredMessage; recipients: readonly Recipient[]; live: Set<string> | null }[],
+  pks: ReadonlyMap<string, number>,
+): Promise<void> {
+  const apps = new Set<string>();
+  for (const s of stored) if (s.live === null && s.recipients.length > 0) apps.add(s.message.appId);
+  if (apps.size === 0) return;
+  const delays = await ops.webhookDelays([...apps]);
+  if (delays.size === 0) return;
+  const rows: HandoffRow[] = [];
+  for (const { message: m, recipients, live } of stored) {
+    const afterMs = delays.get(m.appId);
+    if (afterMs === undefined || live !== null) continue;
+    const pk = pks.get(userKey(m.appId, m.id))!;
+    for (const r of recipients) {
+      rows.push({
+        app_id: m.appId,
+        user_id: r.user,
+        seq: r.seq,
+        message_pk: pk,
+        due_at: m.timestamp + afterMs,
+        give_up_at: m.expiresAt ?? m.timestamp + HANDOFF_MAX_MS,
+      });
+    }
+  }
+  if (rows.length > 0) await ops.insertHandoffs(rows);
 }
 
 function recipientCount(item: PersistItem): number {

@@ -104,6 +104,21 @@ export class SqliteStore extends SqlStore {
           );
         }
       },
+      webhookDelays: (appIds) => {
+        const st = this.stmts;
+        const delays = new Map<string, number>();
+        for (const appId of appIds) {
+          const ms = st.webhookDelay.get(appId) as number | undefined;
+          if (ms !== undefined) delays.set(appId, ms);
+        }
+        return delays;
+      },
+      insertHandoffs: (rows) => {
+        const st = this.stmts;
+        for (const h of rows) {
+          st.insertHandoff.run(h.app_id, h.user_id, h.seq, h.message_pk, h.due_at, h.give_up_at);
+        }
+      },
     };
   }
 
@@ -412,7 +427,12 @@ function prepareStatements(db: SqliteDatabase.Database) {
     lastSeq: db.prepare('select last_seq from user_state where app_id = ? and user_id = ?').pluck(),
     backlogUnacked: db.prepare(PLANNED_SQL.backlogUnacked),
     expireDue: db.prepare(PLANNED_SQL.expireDue),
-    backlogKept: db.prepare(backlogSql(`d.status != ${STATUS_CODE.expired}`)),
+    backlogKept: db.prepare(backlogSql(`d.status not in (${STATUS_CODE.expired}, ${STATUS_CODE.revoked})`)),
+    webhookDelay: db.prepare('select after_ms from webhooks where app_id = ?').pluck(),
+    insertHandoff: db.prepare(
+      `insert into webhook_handoffs (app_id, user_id, seq, message_pk, due_at, give_up_at)
+       values (?, ?, ?, ?, ?, ?)`,
+    ),
     openConnection: db.prepare(
       `insert into connections (connection_id, app_id, user_id, device, platform, node, status,
          connected_at, last_heartbeat, disconnected_at) values (?, ?, ?, ?, ?, ?, 'online', ?, ?, null)`,

@@ -105,6 +105,27 @@ export interface Store {
   /** Deletes messages older than `cutoff` (and their deliveries), at most `limit`. */
   pruneBefore(cutoff: number, limit: number): Promise<number>;
 
+  /**
+   * Recalls a message: recipients that have not acked become `revoked` (final), which takes it
+   * out of their backlog, resends, history and unread counts; a topic message leaves the topic
+   * history. Idempotent: only the first call reports `first` and a non-zero `revoked`.
+   * Undefined for an unknown id.
+   */
+  revokeMessage(appId: string, messageId: string, now: number): Promise<RevokeResult | undefined>;
+
+  /** The app's offline hand-off webhook. Pushes stored while one is set get a hand-off row per recipient. */
+  getWebhook(appId: string): Promise<WebhookRecord | undefined>;
+  listWebhooks(): Promise<WebhookRecord[]>;
+  saveWebhook(webhook: WebhookRecord): Promise<void>;
+  /** Removes it and the hand-offs not yet made; false when there was none. */
+  deleteWebhook(appId: string): Promise<boolean>;
+  /** Claims due hand-offs for one sender (see lifecycle-sql.ts): one entry per user, at most `limit` users. */
+  claimHandoffs(query: HandoffQuery): Promise<ClaimedHandoffs[]>;
+  /** Records what happened to claimed rows; rows whose claim `token` no longer holds are left alone. */
+  finishHandoffs(token: string, updates: readonly HandoffUpdate[]): Promise<void>;
+  /** Hand-off rows by state, of one app or all. */
+  handoffCounts(appId: string | null): Promise<HandoffCounts>;
+
   /** Throws when the backend is unreachable; used by /readyz. */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -271,7 +292,72 @@ export interface RecipientStatus {
   readonly retries: number;
   readonly sent_at: number | null;
   readonly acked_at: number | null;
+  /** The offline hand-off's state, once one is due for this recipient (the app has a webhook). */
+  readonly webhook?: HandoffState;
 }
+
+export type HandoffState = 'pending' | 'delivered' | 'failed';
+
+export interface RevokeResult {
+  readonly id: string;
+  /** Recipients moved to `revoked` by this call. */
+  readonly revoked: number;
+  /** This call recalled it (a repeated call changes nothing and notifies nobody). */
+  readonly first: boolean;
+  readonly topic: string | null;
+  readonly offset: number | null;
+  /** Every recipient of a user message (acked ones too: their screens drop it), for the `revoke` frame. */
+  readonly recipients: readonly { readonly user: string; readonly seq: number }[];
+}
+
+export interface WebhookRecord {
+  readonly appId: string;
+  readonly url: string;
+  readonly afterMs: number;
+  readonly secret: string;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+}
+
+export interface HandoffQuery {
+  readonly node: string;
+  readonly now: number;
+  /** How long the claim holds; past it another node may take the rows (this one died). */
+  readonly leaseMs: number;
+  readonly limit: number;
+}
+
+export interface ClaimedHandoffs {
+  readonly appId: string;
+  readonly userId: string;
+  readonly token: string;
+  readonly rows: readonly ClaimedHandoff[];
+}
+
+export interface ClaimedHandoff {
+  readonly seq: number;
+  readonly attempts: number;
+  readonly giveUpAt: number;
+  /** The delivery's STATUS_CODE now: acked or revoked ones are left out of the hand-off. */
+  readonly deliveryStatus: number;
+  readonly expiresAt: number | null;
+  readonly id: string;
+  readonly type: string;
+  readonly timestamp: number;
+  readonly dataJson: string;
+}
+
+export type HandoffUpdate = {
+  readonly appId: string;
+  readonly userId: string;
+  readonly seq: number;
+} & (
+  | { readonly kind: 'delivered' | 'failed' | 'drop' }
+  /** Not delivered this time: try again at `dueAt`. */
+  | { readonly kind: 'retry'; readonly dueAt: number }
+);
+
+export type HandoffCounts = Record<HandoffState, number>;
 
 /** One row of the connections table as presence reports it. */
 export interface ConnectionRecord {

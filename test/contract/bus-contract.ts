@@ -21,8 +21,9 @@ const envelope = (i: number): Envelope => ({
   recipients: [{ user: 'u', seq: i, devices: null }],
 });
 
-/** The message id of a message envelope; the user of a kick. */
-const idOf = (e: Envelope) => (e.kind === 'kick' ? e.userId : e.message.id);
+/** The message id of a message envelope; the user of a kick; the kind of any other. */
+const idOf = (e: Envelope) =>
+  e.kind === 'kick' ? e.userId : e.kind === 'users' || e.kind === 'topic' ? e.message.id : e.kind;
 
 /** Collects what a handler receives and resolves when `n` have arrived. */
 function collector() {

@@ -174,7 +174,14 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
         const r1 = mine[1]!;
         expect(r1).toMatchObject({ app, type: 'message', data: { n: 1 }, to: { users: ['u3', 'u1', 'u2'] } });
         expect(r1.recipients_total).toBe(3);
-        expect(r1.status_counts).toEqual({ pending: 1, sent: 1, acked: 1, failed: 0, expired: 0 });
+        expect(r1.status_counts).toEqual({
+          pending: 1,
+          sent: 1,
+          acked: 1,
+          failed: 0,
+          expired: 0,
+          revoked: 0,
+        });
         expect(r1.recipients).toEqual([
           { user: 'u1', seq: 1, status: 'sent', retries: 0, sent_at: 1000, acked_at: null },
           { user: 'u2', seq: 1, status: 'acked', retries: 0, sent_at: 1000, acked_at: 1500 },
@@ -516,6 +523,174 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
         expect(await store.markNodeOffline(me, 11_000)).toBe(1);
         expect(await store.remoteConnections(app, ['u'], other, 0)).toEqual([]);
         expect(await store.markStaleOffline(99_999, 11_000, other)).toBe(0);
+      }));
+
+    it('recall: unacked recipients become revoked (final), acked stay acked; gone from backlog, since, history, unread, resends; idempotent', () =>
+      withStore(async (store, app) => {
+        await store.persistPushes([
+          item(app, { id: 'keep', to: { users: ['u', 'v'] } }),
+          item(app, { id: 'gone', to: { users: ['u', 'v', 'w'] } }),
+        ]);
+        const at = Date.now();
+        // v acked it; u has it written (a resend armed); w never had it.
+        await store.applyDeliveryUpdates([
+          { kind: 'sent', appId: app, userId: 'u', seqs: [1, 2], at, retryAt: at },
+          { kind: 'ack_upto', appId: app, userId: 'v', device: null, seq: 2, at },
+        ]);
+        expect(await store.revokeMessage(app, 'missing', at)).toBeUndefined();
+        const first = await store.revokeMessage(app, 'gone', at + 1);
+        expect(first).toMatchObject({ id: 'gone', revoked: 2, first: true, topic: null });
+        expect(first!.recipients.map((r) => `${r.user}:${r.seq}`).sort()).toEqual(['u:2', 'v:2', 'w:1']);
+        const again = await store.revokeMessage(app, 'gone', at + 2);
+        expect(again).toMatchObject({ id: 'gone', revoked: 0, first: false, recipients: [] });
+
+        const status = await store.getMessageStatus(app, 'gone', at + 3);
+        expect(Object.fromEntries(status!.recipients.map((r) => [r.user, r.status]))).toEqual({
+          u: 'revoked',
+          v: 'acked',
+          w: 'revoked',
+        });
+        const backlog = (user: string, unackedOnly: boolean) =>
+          store
+            .readUserMessages({ appId: app, userId: user, afterSeq: 0, unackedOnly, limit: 10, now: at + 3 })
+            .then((rows) => rows.map((r) => r.message.id));
+        expect(await backlog('u', true)).toEqual(['keep']);
+        expect(await backlog('u', false)).toEqual(['keep']);
+        expect(await backlog('w', true)).toEqual([]);
+        // The acked recipient keeps it in its history.
+        const history = (user: string) =>
+          store
+            .readUserHistory({
+              appId: app,
+              userId: user,
+              afterSeq: null,
+              beforeSeq: null,
+              from: null,
+              to: null,
+              limit: 10,
+              forward: false,
+              includeExpired: true,
+              now: at + 3,
+            })
+            .then((h) => h.rows.map((r) => r.message.id));
+        expect(await history('u')).toEqual(['keep']);
+        expect(await history('v')).toEqual(['keep', 'gone']);
+        expect(await store.readUnread(app, 'u', at + 3)).toEqual({ count: 1, last_read_seq: 0 });
+        expect(await store.readUnread(app, 'w', at + 3)).toEqual({ count: 0, last_read_seq: 0 });
+        // No resend of the recalled message; the other one still has its resend armed.
+        const due = (await store.dueRetries(at + 10, 100)).filter((r) => r.message.appId === app);
+        expect(due.map((r) => r.message.id)).toEqual(['keep']);
+        // Final: a late ack or the ttl sweep does not move it.
+        await store.applyDeliveryUpdates([
+          { kind: 'ack_upto', appId: app, userId: 'u', device: null, seq: 2, at },
+        ]);
+        expect((await store.getMessageStatus(app, 'gone', at + 4))!.recipients[0]!.status).toBe('revoked');
+      }));
+
+    it('recall of a topic message takes it out of the topic history', () =>
+      withStore(async (store, app) => {
+        await store.persistPushes([
+          item(app, { id: 't1', to: { topic: 'room' } }),
+          item(app, { id: 't2', to: { topic: 'room' } }),
+        ]);
+        const result = await store.revokeMessage(app, 't1', Date.now());
+        expect(result).toMatchObject({ id: 't1', revoked: 0, first: true, topic: 'room', offset: 1 });
+        const page = await store.readTopicHistory({
+          appId: app,
+          topic: 'room',
+          keepCount: 100,
+          keepSince: 0,
+          afterOffset: 0,
+          beforeOffset: null,
+          limit: 10,
+          forward: true,
+          now: Date.now(),
+        });
+        expect(page.rows.map((m) => m.id)).toEqual(['t2']);
+        expect((await store.revokeMessage(app, 't1', Date.now()))!.first).toBe(false);
+      }));
+
+    it('webhook config and the hand-off schedule: rows per recipient, one claimant, outcomes, status field', () =>
+      withStore(async (store, app) => {
+        const t = Date.now();
+        await store.persistPushes([item(app, { id: 'before', to: { users: ['u'] } })]);
+        const hook = {
+          appId: app,
+          url: 'https://x.test/h',
+          afterMs: 1000,
+          secret: 's',
+          createdAt: t,
+          updatedAt: t,
+        };
+        await store.saveWebhook(hook);
+        await store.saveWebhook({ ...hook, afterMs: 500, updatedAt: t + 1 });
+        expect(await store.getWebhook(app)).toEqual({ ...hook, afterMs: 500, updatedAt: t + 1 });
+        expect((await store.listWebhooks()).some((w) => w.appId === app)).toBe(true);
+
+        const ts = t + 10;
+        await store.persistPushes([
+          item(app, { id: 'h1', to: { users: ['u', 'v'] }, ttl: 60 }, { timestamp: ts }),
+          item(app, { id: 'h2', to: { users: ['u'] } }, { timestamp: ts }),
+          item(
+            app,
+            { id: 'live', to: { users: ['u'] }, ttl: 0 },
+            { timestamp: ts, onlineUsers: new Set(['u']) },
+          ),
+          item(app, { id: 'topic', to: { topic: 'room' } }, { timestamp: ts }),
+        ]);
+        // Pushes before the webhook existed and live-only or topic pushes get no hand-off.
+        const st = (id: string) =>
+          store.getMessageStatus(app, id, ts).then((s) => s!.recipients.map((r) => r.webhook ?? null));
+        expect(await st('before')).toEqual([null]);
+        expect(await st('live')).toEqual([null]);
+        expect(await st('h1')).toEqual(['pending', 'pending']);
+        expect(await store.handoffCounts(app)).toEqual({ pending: 3, delivered: 0, failed: 0 });
+
+        const mine = (c: Awaited<ReturnType<Store['claimHandoffs']>>) => c.filter((x) => x.appId === app);
+        expect(
+          mine(await store.claimHandoffs({ node: 'n1', now: ts + 499, leaseMs: 1000, limit: 100 })),
+        ).toEqual([]);
+        const claimed = mine(
+          await store.claimHandoffs({ node: 'n1', now: ts + 500, leaseMs: 1000, limit: 100 }),
+        );
+        expect(claimed.map((c) => `${c.userId}:${c.rows.map((r) => r.id).join(',')}`).sort()).toEqual([
+          'u:h1,h2',
+          'v:h1',
+        ]);
+        expect(claimed[0]!.rows[0]).toMatchObject({ attempts: 0, deliveryStatus: 0 });
+        // Held: nobody else gets them until the lease runs out.
+        expect(
+          mine(await store.claimHandoffs({ node: 'n2', now: ts + 600, leaseMs: 1000, limit: 100 })),
+        ).toEqual([]);
+        const u = claimed.find((c) => c.userId === 'u')!;
+        const v = claimed.find((c) => c.userId === 'v')!;
+        await store.finishHandoffs(u.token, [
+          { appId: app, userId: 'u', seq: 2, kind: 'delivered' },
+          { appId: app, userId: 'u', seq: 3, kind: 'retry', dueAt: ts + 5000 },
+        ]);
+        // v's claim lapsed and another node took it over: the first holder's outcome is ignored.
+        const taken = mine(
+          await store.claimHandoffs({ node: 'n2', now: ts + 1600, leaseMs: 1000, limit: 100 }),
+        );
+        expect(taken.map((c) => c.userId)).toEqual(['v']);
+        await store.finishHandoffs(v.token, [{ appId: app, userId: 'v', seq: 1, kind: 'failed' }]);
+        expect(await st('h1')).toEqual(['delivered', 'pending']);
+        await store.finishHandoffs(taken[0]!.token, [{ appId: app, userId: 'v', seq: 1, kind: 'failed' }]);
+        expect(await st('h1')).toEqual(['delivered', 'failed']);
+        const retried = mine(
+          await store.claimHandoffs({ node: 'n1', now: ts + 5000, leaseMs: 1000, limit: 100 }),
+        );
+        expect(retried[0]!.rows.map((r) => [r.id, r.attempts])).toEqual([['h2', 1]]);
+        await store.finishHandoffs(retried[0]!.token, [{ appId: app, userId: 'u', seq: 3, kind: 'drop' }]);
+        expect(await st('h2')).toEqual([null]);
+
+        // Deleting the webhook drops what is still pending and stops new rows.
+        await store.persistPushes([item(app, { id: 'h3', to: { users: ['w'] } })]);
+        expect(await store.deleteWebhook(app)).toBe(true);
+        expect(await store.deleteWebhook(app)).toBe(false);
+        expect(await store.handoffCounts(app)).toEqual({ pending: 0, delivered: 1, failed: 1 });
+        await store.persistPushes([item(app, { id: 'h4', to: { users: ['w'] } })]);
+        expect(await st('h4')).toEqual([null]);
       }));
 
     it('apps: save, update and list', () =>

@@ -40,7 +40,7 @@ export type ClientFrame =
   | { op: 'ack'; seq: number; ids?: undefined; ref: Ref }
   | { op: 'ack'; ids: string[]; seq?: undefined; ref: Ref }
   | { op: 'read'; seq: number; ref: Ref }
-  | { op: 'subscribe'; topic: string; since: number | null; ref: Ref }
+  | { op: 'subscribe'; topic: string; since: number | null; presence?: boolean; ref: Ref }
   | { op: 'unsubscribe'; topic: string; ref: Ref }
   | { op: 'ping'; ref: Ref }
   | { op: 'refresh'; token: string; ref: Ref };
@@ -103,7 +103,16 @@ export function decodeClientFrame(text: string): ClientFrame | FrameError {
       if (f.since !== undefined && f.since !== null && !isSeq(f.since)) {
         return bad('subscribe.since must be a non-negative integer');
       }
-      return { op: 'subscribe', topic: f.topic, since: (f.since as number | undefined) ?? null, ref };
+      if (f.presence !== undefined && typeof f.presence !== 'boolean') {
+        return bad('subscribe.presence must be a boolean');
+      }
+      return {
+        op: 'subscribe',
+        topic: f.topic,
+        since: (f.since as number | undefined) ?? null,
+        ...(f.presence === true ? { presence: true } : {}),
+        ref,
+      };
     case 'unsubscribe':
       return isValidTopic(f.topic)
         ? { op: 'unsubscribe', topic: f.topic, ref }

@@ -12,6 +12,7 @@ export function migrationProvider(dialect: SqlDialect): MigrationProvider {
     getMigrations: async () => ({
       '001_initial': initial(dialect),
       '002_nodes': nodes(dialect),
+      '004_lifecycle': lifecycle(dialect),
       '005_groups': groups(dialect),
     }),
   };
@@ -236,6 +237,62 @@ function groups(dialect: SqlDialect): Migration {
         .addColumn('topic', id(128), (c) => c.notNull())
         .addColumn('merge_ms', 'integer', (c) => c.notNull())
         .addPrimaryKeyConstraint('topic_settings_pk', ['app_id', 'topic'])
+        .execute();
+    },
+  };
+}
+
+/**
+ * Message lifecycle: recall (a message's `revoked_at`; per recipient the `revoked` status
+ * code, which needs no column), the per-app offline hand-off webhook, and its durable
+ * schedule. The schedule is a table rather than timers so a hand-off survives restarts and
+ * kill -9, and so exactly one node of a cluster sends it: nodes claim rows with a lease.
+ */
+function lifecycle(dialect: SqlDialect): Migration {
+  const my = dialect === 'mysql';
+  const id = (n: number) => (my ? sql`varchar(${sql.raw(String(n))}) collate utf8mb4_bin` : sql`text`);
+  const big = my ? 'bigint' : 'integer';
+  return {
+    async up(db: Kysely<unknown>) {
+      const table = (name: string) => {
+        const t = db.schema.createTable(name);
+        return my ? t.modifyEnd(sql`engine=InnoDB default charset=utf8mb4 collate=utf8mb4_bin`) : t;
+      };
+      await db.schema.alterTable('messages').addColumn('revoked_at', big).execute();
+
+      await table('webhooks')
+        .addColumn('app_id', id(64), (c) => c.primaryKey())
+        .addColumn('url', my ? sql`varchar(2048)` : sql`text`, (c) => c.notNull())
+        .addColumn('after_ms', big, (c) => c.notNull())
+        .addColumn('secret', id(128), (c) => c.notNull())
+        .addColumn('created_at', big, (c) => c.notNull())
+        .addColumn('updated_at', big, (c) => c.notNull())
+        .execute();
+
+      // One row per (recipient, message) due for hand-off; written in the push's own
+      // transaction, so an accepted message never lacks its hand-off.
+      await table('webhook_handoffs')
+        .addColumn('app_id', id(64), (c) => c.notNull())
+        .addColumn('user_id', id(128), (c) => c.notNull())
+        .addColumn('seq', big, (c) => c.notNull())
+        .addColumn('message_pk', big, (c) => c.notNull())
+        .addColumn('status', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('due_at', big, (c) => c.notNull())
+        .addColumn('give_up_at', big, (c) => c.notNull())
+        .addColumn('claimed_by', id(128))
+        .addColumn('claim_until', big)
+        .addPrimaryKeyConstraint('webhook_handoffs_pk', ['app_id', 'user_id', 'seq'])
+        .execute();
+      await db.schema
+        .createIndex('webhook_handoffs_due')
+        .on('webhook_handoffs')
+        .columns(['status', 'due_at'])
+        .execute();
+      await db.schema
+        .createIndex('webhook_handoffs_message')
+        .on('webhook_handoffs')
+        .column('message_pk')
         .execute();
     },
   };

@@ -1,0 +1,104 @@
+import { Type } from '@sinclair/typebox';
+import type { FastifyInstance } from 'fastify';
+import type { AppRegistry } from '../../auth/app-registry.js';
+import { PushError } from '../../domain/errors.js';
+import { isValidMessageId } from '../../domain/ids.js';
+import type { Recall } from '../../lifecycle/recall.js';
+import { MAX_WEBHOOK_URL } from '../../lifecycle/webhook-url.js';
+import { MAX_AFTER_MS, type Webhooks } from '../../lifecycle/webhooks.js';
+import { basicAuth } from './push.js';
+
+export interface LifecycleRouteDeps {
+  readonly apps: AppRegistry;
+  readonly recall: Recall;
+  readonly webhooks: Webhooks;
+}
+
+const ErrorBody = Type.Object({
+  error: Type.Object({ code: Type.String(), message: Type.String() }),
+});
+const errors = { 400: ErrorBody, 401: ErrorBody, 404: ErrorBody };
+
+const WebhookView = Type.Object({
+  url: Type.String(),
+  after_ms: Type.Integer(),
+  secret: Type.String({ description: 'HMAC-SHA256 key of X-Push-Signature' }),
+});
+
+/**
+ * Server API of the message lifecycle:
+ *   DELETE /v1/messages/{id}   recall → {"id","revoked"}
+ *   PUT|GET|DELETE /v1/webhook the app's offline hand-off webhook
+ */
+export function registerLifecycleRoutes(app: FastifyInstance, deps: LifecycleRouteDeps): void {
+  const preHandler = basicAuth(deps.apps);
+
+  app.delete(
+    '/v1/messages/:id',
+    {
+      preHandler,
+      schema: {
+        params: Type.Object({ id: Type.String({ minLength: 1 }) }),
+        response: {
+          200: Type.Object({
+            id: Type.String(),
+            revoked: Type.Integer({ description: 'recipients moved to revoked by this call' }),
+          }),
+          ...errors,
+        },
+      },
+    },
+    async (req) => {
+      const { id } = req.params as { id: string };
+      if (!isValidMessageId(id)) throw new PushError('bad_request', 'id: not a valid message id');
+      const result = await deps.recall.revoke(req.appId, id);
+      if (!result) throw new PushError('not_found', 'no message with this id');
+      return result;
+    },
+  );
+
+  app.put(
+    '/v1/webhook',
+    {
+      preHandler,
+      schema: {
+        body: Type.Object(
+          {
+            url: Type.String({ minLength: 1, maxLength: MAX_WEBHOOK_URL }),
+            after_ms: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_AFTER_MS })),
+            rotate_secret: Type.Optional(Type.Boolean()),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: WebhookView, ...errors },
+      },
+    },
+    async (req) => {
+      const body = req.body as { url: string; after_ms?: number; rotate_secret?: boolean };
+      return deps.webhooks.set(req.appId, {
+        url: body.url,
+        ...(body.after_ms !== undefined ? { afterMs: body.after_ms } : {}),
+        ...(body.rotate_secret ? { rotateSecret: true } : {}),
+      });
+    },
+  );
+
+  app.get(
+    '/v1/webhook',
+    { preHandler, schema: { response: { 200: WebhookView, ...errors } } },
+    async (req) => {
+      const found = await deps.webhooks.get(req.appId);
+      if (!found) throw new PushError('not_found', 'this app has no webhook');
+      return found;
+    },
+  );
+
+  app.delete(
+    '/v1/webhook',
+    { preHandler, schema: { response: { 204: Type.Null(), ...errors } } },
+    async (req, reply) => {
+      await deps.webhooks.delete(req.appId); // idempotent: 204 whether or not one was set
+      return reply.status(204).send();
+    },
+  );
+}
