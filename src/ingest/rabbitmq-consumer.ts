@@ -91,6 +91,11 @@ class RabbitMqConsumer implements QueueConsumer {
     }
     await this.core.drain();
     this.link = null;
+    // The channel first: its close goes out behind the acks just written on it and waits for the
+    // broker's answer. A connection close alone can overtake them (amqplib writes each channel's
+    // frames through its own buffer), and the broker drops what arrives after it: those
+    // messages, already stored, would be delivered again.
+    if (link) await link.channel.close().catch(() => {});
     if (link) await link.connection.close().catch(() => {});
   }
 

@@ -32,6 +32,7 @@ export interface QueueBroker {
   deadLetters(): Promise<any[]>;
   /** Messages published since reset() that the consumer group has not acknowledged (none consuming). */
   unacked(): Promise<number>;
+  /** Empties what the tests used and closes: the broker as the driver would find it fresh. */
   close(): Promise<void>;
 }
 
@@ -83,7 +84,11 @@ function rabbitmq(url: string): QueueBroker {
         }
       }),
     unacked: () => withChannel(async (ch) => (await ch.checkQueue(PUSH_QUEUE)).messageCount),
-    close: async () => {},
+    close: () =>
+      withChannel(async (ch) => {
+        await ch.purgeQueue(PUSH_QUEUE);
+        await ch.purgeQueue(DEAD_QUEUE);
+      }),
   };
 }
 
@@ -147,7 +152,11 @@ function nats(url: string): QueueBroker {
         const info = await jsm.consumers.info(STREAM, DURABLE);
         return info.num_pending + info.num_ack_pending;
       }),
-    close: async () => {},
+    // Not left with the tests' 2 s ack wait: the driver creates stream and consumer afresh.
+    close: () =>
+      withJs(async (nc) => {
+        await (await jetstreamManager(nc)).streams.delete(STREAM).catch(() => false);
+      }),
   };
 }
 
@@ -175,6 +184,7 @@ function redis(url: string): QueueBroker {
       return Number(group.pending) + Number(group.lag);
     },
     close: async () => {
+      await r.del(PUSH_STREAM, DEAD_STREAM);
       r.disconnect();
     },
   };

@@ -13,10 +13,12 @@ import {
 import { connect, type NatsConnection, nanos } from '@nats-io/transport-node';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DEAD_SUBJECT, DURABLE, PUSH_SUBJECTS, STREAM } from '../../src/ingest/nats-jetstream-consumer.js';
+import { queueBroker } from '../contract/queue-brokers.js';
+import { queueContract } from '../contract/queue-contract.js';
 import { type ChildServer, freePort, startChild } from '../helpers/child-server.js';
 import { TestClient } from '../helpers/client.js';
 import { startServer, type TestServer, tempDir } from '../helpers/server.js';
-import { describeWithService } from '../helpers/services.js';
+import { describeWithService, describeWithServices } from '../helpers/services.js';
 import { waitUntil } from '../helpers/wait.js';
 
 /**
@@ -503,3 +505,8 @@ describe.skipIf(!existsSync(NATS_SERVER))(
     }, 45_000);
   },
 );
+
+// The contract every queue driver keeps; MySQL serves its max-deliveries test (a store that fails).
+await describeWithServices(['nats', 'mysql'], 'NATS JetStream queue ingress: queue contract', ([url]) => {
+  queueContract(queueBroker('nats', url!));
+});

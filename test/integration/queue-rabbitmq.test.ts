@@ -7,10 +7,12 @@ import { loadConfig } from '../../src/config.js';
 import { DEAD_QUEUE, PUSH_QUEUE } from '../../src/ingest/rabbitmq-consumer.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { createServer } from '../../src/server.js';
+import { queueBroker } from '../contract/queue-brokers.js';
+import { queueContract } from '../contract/queue-contract.js';
 import { type ChildServer, startChild } from '../helpers/child-server.js';
 import { TestClient } from '../helpers/client.js';
 import { harness, startServer, type TestServer, tempDir, testEnv } from '../helpers/server.js';
-import { describeWithService } from '../helpers/services.js';
+import { describeWithService, describeWithServices } from '../helpers/services.js';
 import { waitUntil } from '../helpers/wait.js';
 
 const run = promisify(execFile);
@@ -361,4 +363,9 @@ await describeWithService('rabbitmq', 'RabbitMQ queue ingress', (url) => {
     const metrics = await (await fetch(`${s.http}/metrics`)).text();
     expect(metrics).toMatch(/push_queue_messages_total\{queue="rabbitmq",outcome="pushed"\} 10000\b/);
   });
+});
+
+// The contract every queue driver keeps; MySQL serves its max-deliveries test (a store that fails).
+await describeWithServices(['rabbitmq', 'mysql'], 'RabbitMQ queue ingress: queue contract', ([url]) => {
+  queueContract(queueBroker('rabbitmq', url!));
 });

@@ -2,10 +2,12 @@ import { rmSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { DEAD_STREAM, GROUP, PUSH_STREAM } from '../../src/ingest/redis-streams-consumer.js';
+import { queueBroker } from '../contract/queue-brokers.js';
+import { queueContract } from '../contract/queue-contract.js';
 import { type ChildServer, startChild } from '../helpers/child-server.js';
 import { TestClient } from '../helpers/client.js';
 import { startServer, type TestServer, tempDir } from '../helpers/server.js';
-import { describeWithService } from '../helpers/services.js';
+import { describeWithService, describeWithServices } from '../helpers/services.js';
 import { waitUntil } from '../helpers/wait.js';
 
 /**
@@ -312,4 +314,9 @@ await describeWithService('redis', 'Redis Streams queue ingress', (url) => {
     const metrics = await (await fetch(`${s.http}/metrics`)).text();
     expect(metrics).toMatch(/push_queue_messages_total\{queue="redis",outcome="pushed"\} 10000\b/);
   });
+});
+
+// The contract every queue driver keeps; MySQL serves its max-deliveries test (a store that fails).
+await describeWithServices(['redis', 'mysql'], 'Redis Streams queue ingress: queue contract', ([url]) => {
+  queueContract(queueBroker('redis', url!));
 });
