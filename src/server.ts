@@ -1,6 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import { createHttpServer } from './api/http-server.js';
 import { registerAdminRoutes } from './api/routes/admin.js';
+import { registerAdminGroupRoutes } from './api/routes/admin-groups.js';
 import { registerClientRoutes } from './api/routes/client.js';
 import { registerDemoRoutes } from './api/routes/demo.js';
 import { registerGroupRoutes } from './api/routes/groups.js';
@@ -186,6 +187,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
     metrics,
     maxDataBytes,
   });
+  registerAdminGroupRoutes(http, { adminToken: config.adminToken, groups: store.groups });
   registerDemoRoutes(http, { enabled: config.demoTokens, apps, ingest, maxDataBytes });
   registerWebRoutes(http, { dashboardEnabled: config.adminToken !== null });
   http.finishRoutes();
