@@ -1,6 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import { createHttpServer } from './api/http-server.js';
 import { registerAdminRoutes } from './api/routes/admin.js';
+import { registerAdminGroupRoutes } from './api/routes/admin-groups.js';
 import { registerClientRoutes } from './api/routes/client.js';
 import { registerDemoRoutes, warnIfDemoExposed } from './api/routes/demo.js';
 import { registerGroupRoutes } from './api/routes/groups.js';
@@ -8,6 +9,7 @@ import { registerHistoryRoutes } from './api/routes/history.js';
 import { registerLifecycleRoutes } from './api/routes/lifecycle.js';
 import { registerOperationRoutes } from './api/routes/operations.js';
 import { registerPushRoutes } from './api/routes/push.js';
+import { registerRoomRoutes } from './api/routes/rooms.js';
 import { registerUserRoutes } from './api/routes/users.js';
 import { registerWebRoutes } from './api/routes/web.js';
 import { AppRegistry } from './auth/app-registry.js';
@@ -22,6 +24,7 @@ import { Gateway } from './gateway/gateway.js';
 import { Hub } from './gateway/hub.js';
 import { LifecycleSignals } from './gateway/lifecycle-signals.js';
 import { Presence } from './gateway/presence.js';
+import { RoomMerger } from './gateway/room-merger.js';
 import { WebSocketTransport } from './gateway/transports/websocket.js';
 import { createQueueConsumers } from './ingest/create-queue-consumers.js';
 import { GroupPusher } from './ingest/group-push.js';
@@ -106,10 +109,22 @@ export async function createServer(config: Config, options: { log?: Logger } = {
     },
     { hub, store, apps, status, connections, presence, metrics, log, bus },
   );
+  const rooms = new RoomMerger((appId, topic, messages) => hub.deliverWindow(appId, topic, messages));
+  hub.rooms = rooms;
+  rooms.load(await store.groups.listTopicSettings());
+  // Notices on the bus are at most once: a periodic reload repairs a missed one.
+  const roomReload = setInterval(() => {
+    store.groups.listTopicSettings().then(
+      (list) => rooms.load(list),
+      (err: unknown) => log.warn({ err }, 'reloading room settings failed; will retry'),
+    );
+  }, config.heartbeatMs);
+  roomReload.unref();
   bus.subscribe((e) => {
     if (e.kind === 'users') hub.deliverToUsers(e.message, e.recipients);
     else if (e.kind === 'topic') hub.deliverToTopic(e.message);
     else if (e.kind === 'kick') hub.kick(e.appId, e.userId, e.device);
+    else if (e.kind === 'room') rooms.apply(e.appId, e.topic, e.mergeMs);
     else signals.deliver(e);
   });
   const router = new Router(bus);
@@ -170,6 +185,11 @@ export async function createServer(config: Config, options: { log?: Logger } = {
   registerPushRoutes(http, { apps, ingest, maxDataBytes: config.limits.maxDataBytes });
   registerUserRoutes(http, { apps, store, presence, status });
   registerGroupRoutes(http, { apps, groups: store.groups });
+  registerRoomRoutes(http, {
+    apps,
+    store: store.groups,
+    announce: (appId, topic, mergeMs) => bus.publish({ kind: 'room', appId, topic, mergeMs }),
+  });
   registerHistoryRoutes(http, { apps, store, hub, status, topicRetention });
   registerClientRoutes(http, { apps, store, status, gateway, metrics, trustProxy: config.trustProxy });
   registerOperationRoutes(http, {
@@ -197,6 +217,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
     recall: new Recall(store, bus, status),
     webhooks: new Webhooks(store, config.lifecycle.webhookAllowPrivate),
   });
+  registerAdminGroupRoutes(http, { adminToken: config.adminToken, groups: store.groups });
   registerDemoRoutes(http, { enabled: config.demoTokens, apps, ingest, maxDataBytes });
   registerWebRoutes(http, {
     dashboardEnabled: config.adminToken !== null,
@@ -258,6 +279,8 @@ export async function createServer(config: Config, options: { log?: Logger } = {
         clearTimeout(cut);
         websocket.close();
         await groupPusher.stop();
+        clearInterval(roomReload);
+        rooms.stop();
         await status.flush();
         await connections.flush();
         await store.markNodeOffline(config.nodeId, Date.now());

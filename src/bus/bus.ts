@@ -9,6 +9,8 @@ export type Envelope =
   | { readonly kind: 'topic'; readonly message: StoredMessage }
   /** Close a user's connections (all, or one device's) with 4003 wherever they are. */
   | { readonly kind: 'kick'; readonly appId: string; readonly userId: string; readonly device?: string }
+  /** A live room's settings changed: every node applies them to its own subscribers. */
+  | { readonly kind: 'room'; readonly appId: string; readonly topic: string; readonly mergeMs: number }
   | LifecycleEnvelope;
 
 /** Message lifecycle signals (src/gateway/lifecycle-signals.ts delivers them to sessions). */

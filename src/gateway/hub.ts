@@ -7,6 +7,7 @@ import {
   encodeTopicMessage,
   encodeUserMessage,
 } from './protocol/json-codec.js';
+import type { RoomMerger } from './room-merger.js';
 import { CLOSED, LIVE, OFFER_GAP, OFFER_QUEUED, type Session, type TopicSub } from './session.js';
 import { textFrame, writeFrame } from './transports/ws-wire.js';
 
@@ -62,6 +63,8 @@ export class Hub {
    */
   private readonly shared = new Map<string, Buffer | null>();
   private total = 0;
+  /** Live rooms: topics whose messages are merged per window (set by the composition root). */
+  rooms: RoomMerger | null = null;
 
   constructor(
     readonly nodeId: string,
@@ -208,6 +211,7 @@ export class Hub {
 
   /** Routes a topic message (`$all` for app-wide broadcast): encoded once, the same string to all. */
   deliverToTopic(message: StoredMessage): void {
+    if (this.rooms?.take(message)) return; // goes out with its room's window (deliverWindow)
     const topic = message.topic!;
     const all = topic === ALL_TOPIC;
     const sessions = all ? this.byApp.get(message.appId) : this.byTopic.get(key(message.appId, topic));
@@ -227,6 +231,46 @@ export class Hub {
           ? s.enqueue(frame, 0, message.timestamp)
           : s.offerTopicMessage(topic, message.offset!, frame, message.timestamp);
       if (queued) this.markDirty(s);
+    }
+  }
+
+  /**
+   * A live room's window (messages in offset order): one JSON array frame, encoded once and
+   * written as the same pre-built WebSocket frame to every subscriber that takes all of it.
+   * A subscriber still replaying, already past some of these offsets, filtered out of some
+   * by platform, or on a transport that sends frames one by one gets them one by one, with
+   * the usual topic rules.
+   */
+  deliverWindow(appId: string, topic: string, messages: readonly StoredMessage[]): void {
+    const sessions = this.byTopic.get(key(appId, topic));
+    if (!sessions) return;
+    const frames = messages.map((m) => encodeTopicMessage(topic, m.offset!, encodeMessageTail(m)));
+    // Always an array, even for one message: the room's frame shape does not depend on traffic.
+    const merged = `[${frames.join(',')}]`;
+    const first = messages[0]!;
+    const lastOffset = messages[messages.length - 1]!.offset!;
+    const filtered = messages.some((m) => m.platforms !== null);
+    if (sessions.size > 1) {
+      if (this.shared.size >= MAX_SHARED_FRAMES) this.shared.clear();
+      this.shared.set(merged, null);
+    }
+    for (const s of sessions) {
+      const sub = s.subs?.get(topic);
+      if (!sub || s.state === CLOSED) continue;
+      const whole =
+        sub.held === null &&
+        sub.offset < first.offset! &&
+        !s.transport.sendFrames &&
+        (!filtered || messages.every((m) => m.platforms === null || m.platforms.includes(s.platform)));
+      if (whole) {
+        sub.offset = lastOffset;
+        if (s.enqueue(merged, 0, first.timestamp)) this.markDirty(s);
+        continue;
+      }
+      messages.forEach((m, i) => {
+        if (m.platforms !== null && !m.platforms.includes(s.platform)) return;
+        if (s.offerTopicMessage(topic, m.offset!, frames[i]!, m.timestamp)) this.markDirty(s);
+      });
     }
   }
 

@@ -80,4 +80,21 @@ describeWithBrowser('dashboard in Chromium', () => {
     await demo.close();
     await page.close();
   });
+
+  it('shows the groups of an app with their sizes and its live rooms with their windows', async () => {
+    const basic = `Basic ${Buffer.from('a:secret-a').toString('base64')}`;
+    const put = (path: string, body: unknown) =>
+      fetch(`${server.http}${path}`, {
+        method: 'PUT',
+        headers: { authorization: basic, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    expect((await put('/v1/groups/dash-team/members', { add: ['u1', 'u2', 'u3'] })).status).toBe(200);
+    expect((await put('/v1/topics/dash-room/settings', { merge_ms: 750 })).status).toBe(200);
+    const page = await openDashboard();
+    await page.selectOption('#lookup select[name="app"]', 'a');
+    await page.waitForSelector('#groups tr[data-group="dash-team"] >> text=3');
+    await page.waitForSelector('#rooms tr[data-topic="dash-room"] >> text=750 ms');
+    await page.close();
+  });
 });

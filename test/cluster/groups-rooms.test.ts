@@ -59,4 +59,38 @@ await describeWithServices(['mysql', 'redis'], 'groups and rooms on two nodes', 
     const marker = await nodes[1]!.push({ to: { users } });
     for (const c of clients) expect((await c.messages(1))[0]!.id).toBe(marker.body.id);
   });
+
+  it('room settings made on one node hold on the other: one merged frame per window on each', async () => {
+    const topic = id('room');
+    const subscribers = [];
+    for (const node of [0, 1]) {
+      const token = await signClientToken({
+        secret: APPS.a,
+        userId: id(`room-user-${node}`),
+        ttlSeconds: 600,
+        topics: [topic],
+      });
+      const c = await TestClient.open(nodes[node]!.ws, { app: 'a', token });
+      sockets.push(c);
+      const raw: string[] = [];
+      c.ws.on('message', (d) => {
+        const text = d.toString();
+        if (text.includes('"op":"message"')) raw.push(text);
+      });
+      expect((await c.request({ op: 'subscribe', topic })).op).toBe('subscribed');
+      subscribers.push({ c, raw });
+    }
+    const set = await nodes[1]!.api('PUT', `/v1/topics/${topic}/settings`, { merge_ms: 1500 });
+    expect(set.body).toEqual({ topic, merge_ms: 1500 });
+    // The notice travels on the bus; a message through node 0 after it is merged there too.
+    const res = await nodes[0]!.api('POST', '/v1/push/batch', {
+      messages: Array.from({ length: 8 }, (_, i) => ({ to: { topic }, data: { i } })),
+    });
+    expect(res.status).toBe(200);
+    for (const { c, raw } of subscribers) {
+      const frames = await c.messages(8);
+      expect(frames.map((f) => f.offset)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+      expect(raw).toHaveLength(1);
+    }
+  });
 });

@@ -21,9 +21,15 @@ const envelope = (i: number): Envelope => ({
   recipients: [{ user: 'u', seq: i, devices: null }],
 });
 
-/** The message id of a message envelope; the user of a kick; the kind of any other. */
+/** The message id of a message envelope; the user of a kick; the topic of a room notice; the kind of any other. */
 const idOf = (e: Envelope) =>
-  e.kind === 'kick' ? e.userId : e.kind === 'users' || e.kind === 'topic' ? e.message.id : e.kind;
+  e.kind === 'kick'
+    ? e.userId
+    : e.kind === 'room'
+      ? e.topic
+      : e.kind === 'users' || e.kind === 'topic'
+        ? e.message.id
+        : e.kind;
 
 /** Collects what a handler receives and resolves when `n` have arrived. */
 function collector() {
@@ -98,7 +104,7 @@ export function busContract(name: string, makeNode: (nodeId: string) => Promise<
       }
     });
 
-    it('carries topic messages and kicks to the other nodes', async () => {
+    it('carries topic messages, kicks and room notices to the other nodes', async () => {
       const a = await makeNode(`a-${Math.random()}`);
       const b = await makeNode(`b-${Math.random()}`);
       try {
@@ -107,10 +113,12 @@ export function busContract(name: string, makeNode: (nodeId: string) => Promise<
         await b.ready();
         const topic: Envelope = { kind: 'topic', message: { ...message(7), topic: 'room:1', offset: 3 } };
         const kick: Envelope = { kind: 'kick', appId: 'a', userId: 'u', device: 'phone' };
+        const room: Envelope = { kind: 'room', appId: 'a', topic: 'room:1', mergeMs: 250 };
         a.publish(topic);
         a.publish(kick);
-        await atB.until(2);
-        expect(atB.got).toEqual([topic, kick]);
+        a.publish(room);
+        await atB.until(3);
+        expect(atB.got).toEqual([topic, kick, room]);
       } finally {
         await a.close();
         await b.close();

@@ -2,6 +2,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { TestClient } from '../helpers/client.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 
+const ADMIN = 'groups-admin-token-0001';
+
 /** Server-managed groups: the membership API and group pushes. */
 describe('groups', () => {
   let t: TestServer;
@@ -9,7 +11,7 @@ describe('groups', () => {
 
   beforeAll(async () => {
     // Small batches: a group of ten is written in four transactions.
-    t = await startServer({ PUSH_RESEND_MS: '60s', PUSH_GROUP_BATCH: '3' });
+    t = await startServer({ PUSH_RESEND_MS: '60s', PUSH_GROUP_BATCH: '3', PUSH_ADMIN_TOKEN: ADMIN });
   });
   afterEach(async () => {
     await Promise.all(open.splice(0).map((c) => c.close()));
@@ -114,6 +116,31 @@ describe('groups', () => {
       expect(res.status).toBe(401);
       expect((await edit('ok', { add: many.slice(0, 2) })).body.count).toBe(2);
     });
+  });
+
+  it('the admin API lists groups by size and live rooms, per app, for the dashboard', async () => {
+    const admin = async (path: string, token = ADMIN) => {
+      const res = await fetch(`${t.http}${path}`, { headers: { authorization: `Bearer ${token}` } });
+      return { status: res.status, body: (await res.json()) as any };
+    };
+    await edit('adm-small', { add: ['s1'] }, 'b');
+    await edit('adm-large', { add: ['l1', 'l2', 'l3'] }, 'b');
+    await t.api('PUT', '/v1/topics/adm-room/settings', { merge_ms: 40 }, 'b');
+    expect(await admin('/v1/admin/groups?app=b')).toEqual({
+      status: 200,
+      body: {
+        groups: [
+          { app: 'b', group: 'adm-large', members: 3 },
+          { app: 'b', group: 'adm-small', members: 1 },
+        ],
+      },
+    });
+    expect((await admin('/v1/admin/rooms?app=b')).body).toEqual({
+      rooms: [{ app: 'b', topic: 'adm-room', merge_ms: 40 }],
+    });
+    expect((await admin('/v1/admin/groups?app=b&limit=1')).body.groups).toHaveLength(1);
+    expect((await admin('/v1/admin/groups?app=bad app')).status).toBe(400);
+    expect((await admin('/v1/admin/rooms', 'wrong-token-000000')).status).toBe(401);
   });
 
   describe('group pushes', () => {

@@ -38,6 +38,18 @@ export interface RecentMessage {
   recipients: { user: string; seq: number; status: string; retries: number }[];
 }
 
+export interface GroupSize {
+  app: string;
+  group: string;
+  members: number;
+}
+
+export interface RoomSettings {
+  app: string;
+  topic: string;
+  merge_ms: number;
+}
+
 export class AdminError extends Error {
   constructor(
     readonly status: number,
@@ -69,6 +81,14 @@ export class AdminApi {
 
   messages(app: string, limit = 20): Promise<{ messages: RecentMessage[] }> {
     return this.call('GET', `/v1/admin/messages?${new URLSearchParams({ app, limit: String(limit) })}`);
+  }
+
+  groups(app: string, limit = 20): Promise<{ groups: GroupSize[] }> {
+    return this.call('GET', `/v1/admin/groups?${new URLSearchParams({ app, limit: String(limit) })}`);
+  }
+
+  rooms(app: string): Promise<{ rooms: RoomSettings[] }> {
+    return this.call('GET', `/v1/admin/rooms?${new URLSearchParams({ app })}`);
   }
 
   push(body: Record<string, unknown>): Promise<{ id: string; recipients: number; duplicate: boolean }> {

@@ -5,12 +5,21 @@ import 'uplot/dist/uPlot.min.css';
 import './dashboard.css';
 import { render } from 'preact';
 import { useCallback, useEffect, useState } from 'preact/hooks';
-import { AdminApi, AdminError, type Presence, type RecentMessage, type StatsSnapshot } from './api.js';
+import {
+  AdminApi,
+  AdminError,
+  type GroupSize,
+  type Presence,
+  type RecentMessage,
+  type RoomSettings,
+  type StatsSnapshot,
+} from './api.js';
 import { TimeChart } from './chart.js';
 
 const TOKEN_KEY = 'message-push:admin-token';
 const STATS_EVERY_MS = 1000;
 const MESSAGES_EVERY_MS = 2000;
+const GROUPS_EVERY_MS = 5000;
 
 /** Calls `fn` now and every `ms` while mounted; errors go to `onError`. */
 function usePoll(fn: () => Promise<void>, ms: number, onError: (e: unknown) => void, deps: unknown[]) {
@@ -380,6 +389,86 @@ function RecentMessages(props: { api: AdminApi; app: string; onError: (e: unknow
   );
 }
 
+/** The app's largest groups with their sizes, and its live rooms with their merge windows. */
+function GroupsAndRooms(props: { api: AdminApi; app: string; onError: (e: unknown) => void }) {
+  const [groups, setGroups] = useState<GroupSize[]>([]);
+  const [rooms, setRooms] = useState<RoomSettings[]>([]);
+  usePoll(
+    async () => {
+      const [g, r] = await Promise.all([props.api.groups(props.app), props.api.rooms(props.app)]);
+      setGroups(g.groups);
+      setRooms(r.rooms);
+    },
+    GROUPS_EVERY_MS,
+    props.onError,
+    [props.api, props.app],
+  );
+  return (
+    <div class="columns" id="groups-rooms">
+      <section class="card" id="groups">
+        <h2>
+          Groups in <code>{props.app}</code>
+        </h2>
+        <table>
+          <thead>
+            <tr>
+              <th>group</th>
+              <th>members</th>
+            </tr>
+          </thead>
+          <tbody>
+            {groups.length === 0 && (
+              <tr>
+                <td colSpan={2} class="muted">
+                  no groups
+                </td>
+              </tr>
+            )}
+            {groups.map((g) => (
+              <tr key={g.group} class="group" data-group={g.group}>
+                <td>
+                  <code>{g.group}</code>
+                </td>
+                <td>{g.members.toLocaleString()}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </section>
+      <section class="card" id="rooms">
+        <h2>
+          Live rooms in <code>{props.app}</code>
+        </h2>
+        <table>
+          <thead>
+            <tr>
+              <th>topic</th>
+              <th>merge window</th>
+            </tr>
+          </thead>
+          <tbody>
+            {rooms.length === 0 && (
+              <tr>
+                <td colSpan={2} class="muted">
+                  no merged topics
+                </td>
+              </tr>
+            )}
+            {rooms.map((r) => (
+              <tr key={r.topic} class="room" data-topic={r.topic}>
+                <td>
+                  <code>{r.topic}</code>
+                </td>
+                <td>{r.merge_ms} ms</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </section>
+    </div>
+  );
+}
+
 function Dashboard(props: { api: AdminApi; onLogout: (why: string | null) => void }) {
   const { api } = props;
   const [stats, setStats] = useState<StatsSnapshot | null>(null);
@@ -425,6 +514,7 @@ function Dashboard(props: { api: AdminApi; onLogout: (why: string | null) => voi
           <UserLookup api={api} apps={apps} app={app} setApp={setApp} />
           <SendForm api={api} apps={apps} app={app} setApp={setApp} />
         </div>
+        {app && <GroupsAndRooms api={api} app={app} onError={onError} />}
         {app && <RecentMessages api={api} app={app} onError={onError} />}
       </main>
     </>

@@ -21,9 +21,13 @@ export function encodeTopicMessage(topic: string, offset: number, tail: string):
   return `{"op":"message","topic":${JSON.stringify(topic)},"offset":${offset}${tail}`;
 }
 
-/** Several message frames merged into one JSON array frame. */
+/**
+ * Several message frames merged into one JSON array frame. A frame that is itself an array
+ * (a live room's window) is spliced in, so clients always see one flat array.
+ */
 export function encodeCoalesced(frames: readonly string[]): string {
-  return frames.length === 1 ? frames[0]! : `[${frames.join(',')}]`;
+  if (frames.length === 1) return frames[0]!;
+  return `[${frames.map((f) => (f.charCodeAt(0) === 0x5b ? f.slice(1, -1) : f)).join(',')}]`;
 }
 
 export type Ref = string | number | undefined;
