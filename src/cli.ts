@@ -6,6 +6,7 @@ import { AppRegistry } from './auth/app-registry.js';
 import { signClientToken } from './auth/tokens.js';
 import { type Config, describeConfig, loadConfig, parseDuration, SETTINGS } from './config.js';
 import { isPushError } from './domain/errors.js';
+import { WEBHOOK_USAGE, webhookCommand } from './lifecycle/webhook-command.js';
 import { createLogger } from './observability/logger.js';
 import { createServer } from './server.js';
 import { createStore } from './store/create-store.js';
@@ -19,6 +20,7 @@ Usage:
   message-push app create <app-id> [--secret S] [--jwt-alg RS256 --jwt-key-file key.pem]
   message-push app list
   message-push app rotate <app-id> [--secret S]
+  ${WEBHOOK_USAGE}
   message-push token --app A --user U [--platform pc] [--ttl 1h] [--topics 'room:*,news']
   message-push send --app A --user U --data '{"title":"hi"}' [--type notification] [--url http://localhost:8080]
   message-push bench [--quick] [--connections 5000,15000] [--scenarios idle,broadcast,direct,store,batch,queue,ack]
@@ -67,6 +69,7 @@ async function main(argv: string[]): Promise<number> {
       out: { type: 'string' },
       'cpu-prof': { type: 'string' },
       rates: { type: 'string' },
+      after: { type: 'string' },
     },
   });
   const [command, sub, arg] = positionals;
@@ -87,6 +90,8 @@ async function main(argv: string[]): Promise<number> {
       return start(config);
     case 'app':
       return appCommand(config, sub, arg, values);
+    case 'webhook':
+      return webhookCommand(config, sub, arg, values);
     case 'token': {
       const secret = await secretFor(config, need(values.app, '--app'), values.secret);
       const token = await signClientToken({

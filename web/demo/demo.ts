@@ -6,7 +6,13 @@ declare global {
   interface Window {
     MessagePush: typeof Sdk;
     /** For the browser tests: the client and what it handed to the page. */
-    demo?: { client: Sdk.PushClient; received: Sdk.PushMessage[] };
+    demo?: {
+      client: Sdk.PushClient;
+      received: Sdk.PushMessage[];
+      /** Recalls (`revoke` events) and read cursors from the user's other devices (`read` events). */
+      revoked: Sdk.RevokeEvent[];
+      reads: number[];
+    };
   }
 }
 
@@ -26,8 +32,10 @@ async function mintToken(user: string | null): Promise<{ user: string; token: st
 
 function start(options: Sdk.ConnectOptions, user: string): Sdk.PushClient {
   const received: Sdk.PushMessage[] = [];
+  const revoked: Sdk.RevokeEvent[] = [];
+  const reads: number[] = [];
   const client = window.MessagePush.connect(options);
-  window.demo = { client, received };
+  window.demo = { client, received, revoked, reads };
   $('#identity').innerHTML = '';
   $('#identity').append('Signed in as ', code(user), ' in app ', code(options.app));
   client.on('state', ({ state }) => showState(state, client));
@@ -39,7 +47,31 @@ function start(options: Sdk.ConnectOptions, user: string): Sdk.PushClient {
   client.on('message', (m) => {
     received.push(m);
     render(m);
+    showUnread();
   });
+  // A recalled message stays in the list, struck through, so the demo shows what happened.
+  client.on('revoke', (e) => {
+    revoked.push(e);
+    const li = document.querySelector<HTMLElement>(`li.message[data-id="${CSS.escape(e.id)}"]`);
+    if (li) {
+      li.classList.add('revoked');
+      li.querySelector('.where')!.textContent += ' recalled';
+    }
+    showUnread();
+  });
+  // Another device of this user read up to `seq`: clear the unread marks here too.
+  client.on('read', ({ seq }) => {
+    reads.push(seq);
+    readUpTo = Math.max(readUpTo, seq);
+    showUnread();
+  });
+  $('#mark-read').onclick = () => {
+    const seq = client.lastSeq;
+    if (seq !== null && client.read(seq)) {
+      readUpTo = Math.max(readUpTo, seq);
+      showUnread();
+    }
+  };
   // Topic messages arrive through `message` as well; subscribing asks the server for them.
   client.subscribe(TOPIC, () => {});
   $('#reconnect').onclick = () => {
@@ -47,6 +79,20 @@ function start(options: Sdk.ConnectOptions, user: string): Sdk.PushClient {
     client.reconnect();
   };
   return client;
+}
+
+/** Newest user seq read on any of this user's devices (this page's own reads included). */
+let readUpTo = 0;
+
+function showUnread(): void {
+  let unread = 0;
+  for (const li of document.querySelectorAll<HTMLElement>('li.message[data-seq]')) {
+    const isUnread = Number(li.dataset.seq) > readUpTo && !li.classList.contains('revoked');
+    li.classList.toggle('unread', isUnread);
+    if (isUnread) unread++;
+  }
+  $('#unread').textContent = String(unread);
+  $('#unread').dataset.count = String(unread);
 }
 
 function showState(state: string, client: Sdk.PushClient, transport = client.transportName): void {
