@@ -4,7 +4,7 @@ import type { AppRegistry } from '../auth/app-registry.js';
 import type { TokenClaims } from '../auth/tokens.js';
 import type { LimitsConfig } from '../config.js';
 import type { StatusWriter } from '../delivery/status-writer.js';
-import { isPushError, PushError } from '../domain/errors.js';
+import { type ClosingCode, closeCodeOf, isPushError, PushError } from '../domain/errors.js';
 import { ALL_TOPIC, isAddressed } from '../domain/message.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -93,7 +93,7 @@ export class Gateway {
       (s) => this.drop(s),
       (now) => deps.connections.heartbeat(now),
     );
-    this.expiry = new ExpiryWheel((s) => this.close(s, 4001, 'token expired', 'token_expired'));
+    this.expiry = new ExpiryWheel((s) => this.closeFor(s, 'token_expired', 'token expired'));
   }
 
   start(): void {
@@ -252,7 +252,7 @@ export class Gateway {
       hub.goLive(s);
     } catch (err) {
       this.deps.log.error({ err, connectionId: s.id }, 'backlog replay failed');
-      this.close(s, 1011, 'internal error', 'internal');
+      this.closeFor(s, 'internal', 'internal error');
     }
   }
 
@@ -261,7 +261,7 @@ export class Gateway {
     const now = Date.now();
     s.lastSeen = now;
     if (!s.takeFrameToken(now, this.options.limits.framesPerSecond)) {
-      this.close(s, 4008, 'rate limited', 'rate_limited');
+      this.closeFor(s, 'rate_limited', 'rate limited');
       return;
     }
     if (isBinary) {
@@ -392,7 +392,7 @@ export class Gateway {
   }
 
   private cutStalled(s: Session): void {
-    if (s.state !== CLOSED) this.close(s, 4009, 'too slow', 'slow');
+    if (s.state !== CLOSED) this.closeFor(s, 'slow_consumer', 'too slow');
   }
 
   /** Writes a topic's stored messages after `afterOffset`; returns the last offset written. */
@@ -427,7 +427,7 @@ export class Gateway {
 
   private reject(s: Session, code: string, message: string, ref: Ref): void {
     this.reply(s, encodeError(code, message, ref));
-    if (++s.badFrames >= MAX_BAD_FRAMES) this.close(s, 1008, 'too many bad frames', 'policy_violation');
+    if (++s.badFrames >= MAX_BAD_FRAMES) this.closeFor(s, 'policy_violation', 'too many bad frames');
   }
 
   private frameFailed(s: Session, err: unknown, ref: Ref): void {
@@ -442,9 +442,14 @@ export class Gateway {
     this.closed(s);
   }
 
+  /** Closes for a registry error: its close code, and the code as the metric's reason. */
+  closeFor(s: Session, code: ClosingCode, reason: string): void {
+    this.close(s, closeCodeOf(code), reason, code);
+  }
+
   /** Silent for two heartbeat intervals: dropped without a close frame (API.md). */
   private drop(s: Session): void {
-    this.deps.metrics.closes.inc({ reason: 'silent' });
+    this.deps.metrics.closes.inc({ reason: 'heartbeat_timeout' });
     s.transport.terminate();
     this.closed(s);
   }
@@ -460,7 +465,7 @@ export class Gateway {
     this.heartbeat.stop();
     this.expiry.stop();
     const sessions = [...this.deps.hub.all()];
-    for (const s of sessions) this.close(s, 1001, 'server shutting down', 'shutdown');
+    for (const s of sessions) this.closeFor(s, 'shutting_down', 'server shutting down');
     return sessions.length;
   }
 }

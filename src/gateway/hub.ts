@@ -1,3 +1,4 @@
+import { closeCodeOf } from '../domain/errors.js';
 import { ALL_TOPIC, isAddressed, type Recipient, type StoredMessage } from '../domain/message.js';
 import type { ConnectionRecord } from '../store/store.js';
 import { getOrCreate } from '../util/maps.js';
@@ -260,8 +261,8 @@ export class Hub {
     const q = s.takeQueue();
     if (q === null || s.state === CLOSED) return;
     if (this.tooSlow(s, now)) {
-      s.transport.close(4009, 'too slow');
-      this.events.onClosedByServer(s, 'slow');
+      s.transport.close(closeCodeOf('slow_consumer'), 'too slow');
+      this.events.onClosedByServer(s, 'slow_consumer');
       this.unregister(s);
       return;
     }
@@ -306,7 +307,7 @@ export class Hub {
       (s) => device === undefined || s.device === device,
     );
     for (const s of sessions) {
-      s.transport.close(4003, 'kicked');
+      s.transport.close(closeCodeOf('kicked'), 'kicked');
       this.events.onClosedByServer(s, 'kicked');
       this.unregister(s);
     }
