@@ -23,6 +23,9 @@ import { WebSocketTransport } from './gateway/transports/websocket.js';
 import { createQueueConsumers } from './ingest/create-queue-consumers.js';
 import { Ingest } from './ingest/ingest.js';
 import { QueueIngest } from './ingest/queue-consumer.js';
+import { AppRateLimiter } from './limits/app-rate.js';
+import { LoadMonitor } from './limits/load-monitor.js';
+import { pushAdmission } from './limits/push-admission.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { createMetrics } from './observability/metrics.js';
 import { createStore } from './store/create-store.js';
@@ -62,6 +65,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
     await store.close();
     throw err;
   }
+  const load = new LoadMonitor(config.limits.overloadDelayMs);
   const status = new StatusWriter(store, config.delivery.resendMs, log);
   const connections = new ConnectionLog(store, config.nodeId, log);
   let gateway: Gateway | undefined;
@@ -93,7 +97,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
       allowedOrigins: config.allowedOrigins,
       topicRetention,
     },
-    { hub, store, apps, status, connections, presence, metrics, log },
+    { hub, store, apps, status, connections, presence, metrics, log, load },
   );
   bus.subscribe((e) => {
     if (e.kind === 'users') hub.deliverToUsers(e.message, e.recipients);
@@ -102,7 +106,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
   });
   const ingest = new Ingest(store, new Router(bus), hub, metrics);
   const consumers = createQueueConsumers(config.queue, config.nodeId, {
-    queue: new QueueIngest(ingest, apps, config.limits.maxDataBytes, log),
+    queue: new QueueIngest(ingest, apps, config.limits.maxDataBytes, log, load),
     metrics,
     log,
   });
@@ -129,7 +133,12 @@ export async function createServer(config: Config, options: { log?: Logger } = {
     bodyTimeoutMs: config.limits.bodyTimeoutMs,
     maxPlainConnections: config.limits.maxHttpConnections,
   });
-  registerPushRoutes(http, { apps, ingest, maxDataBytes: config.limits.maxDataBytes });
+  registerPushRoutes(http, {
+    apps,
+    ingest,
+    maxDataBytes: config.limits.maxDataBytes,
+    admission: pushAdmission(load, new AppRateLimiter(config.limits.appPushRate)),
+  });
   registerUserRoutes(http, { apps, store, presence, status });
   registerHistoryRoutes(http, { apps, store, hub, status, topicRetention });
   registerClientRoutes(http, { apps, store, status, gateway, metrics, trustProxy: config.trustProxy });
@@ -192,6 +201,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
         throw err;
       }
       gateway!.start();
+      load.start();
       maintenance.start();
       retries.start();
       const port = (http.server.address() as AddressInfo).port;
@@ -202,6 +212,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
     stop() {
       stopped ??= (async () => {
         for (const c of consumers) await c.close(); // no new queue messages; in-flight ones finish
+        load.stop();
         const closed = gateway!.stop();
         log.info({ closed }, 'shutting down: sockets closed with 1001');
         // Waits for in-flight requests, so every push answered 202 is durable. A request that

@@ -116,6 +116,12 @@ export const ERRORS = {
     retryable: true,
     doc: 'silent for two heartbeat intervals: dropped without a close frame',
   },
+  too_many_topics: {
+    status: 429,
+    wire: 'rate_limited',
+    retryable: false,
+    doc: 'a subscribe past PUSH_MAX_TOPICS_PER_CONNECTION (error frame, the connection stays)',
+  },
   config_invalid: {
     status: 500,
     wire: 'internal',
