@@ -42,6 +42,14 @@ export interface LimitsConfig {
   readonly bodyTimeoutMs: number;
   /** Open plain HTTP sockets (not upgraded); 0 = unlimited. */
   readonly maxHttpConnections: number;
+  /** Client connections per process (503 at handshake, close 1013); 0 = limited by the OS only. */
+  readonly maxConnections: number;
+  /** Messages per second per app on the server API (429 + Retry-After); 0 = unlimited. */
+  readonly appPushRate: number;
+  /** Event-loop delay past which the process sheds new handshakes and pushes (503); 0 = never. */
+  readonly overloadDelayMs: number;
+  /** Topic subscriptions per connection (`$all` not counted). */
+  readonly maxTopicsPerConnection: number;
 }
 
 export interface DeliveryConfig {
@@ -108,6 +116,9 @@ export const DEFAULT_MAX_SEND_BUFFER_BYTES = 1024 * 1024;
 export const DEFAULT_HEADERS_TIMEOUT_MS = 10_000;
 export const DEFAULT_BODY_TIMEOUT_MS = 30_000;
 export const DEFAULT_MAX_HTTP_CONNECTIONS = 16_384;
+/** A loop stalled this long is in real trouble; shorter stalls (GC, a big fan-out) are ridden out. */
+export const DEFAULT_OVERLOAD_DELAY_MS = 2000;
+export const DEFAULT_MAX_TOPICS_PER_CONNECTION = 100;
 export const DEFAULT_RESEND_MS = 5_000;
 export const DEFAULT_MAX_RETRIES = 5;
 export const DEFAULT_COALESCE_MS = 0;
@@ -190,6 +201,30 @@ export const SETTINGS: readonly Setting[] = [
     env: 'PUSH_MAX_HTTP_CONNECTIONS',
     kind: 'int',
     doc: 'open plain HTTP sockets (SSE and long-poll included, WebSockets not); 0 = unlimited',
+  },
+  {
+    key: 'maxConnections',
+    env: 'PUSH_MAX_CONNECTIONS',
+    kind: 'int',
+    doc: 'client connections per process (handshake 503, close 1013); 0 = limited by the OS only',
+  },
+  {
+    key: 'appPushRate',
+    env: 'PUSH_APP_PUSH_RATE',
+    kind: 'int',
+    doc: 'messages/s per app on the server API (429 + Retry-After); 0 = unlimited',
+  },
+  {
+    key: 'overloadDelayMs',
+    env: 'PUSH_OVERLOAD_DELAY_MS',
+    kind: 'duration',
+    doc: 'event-loop delay past which new handshakes and pushes get 503 overloaded; 0 = never shed',
+  },
+  {
+    key: 'maxTopicsPerConnection',
+    env: 'PUSH_MAX_TOPICS_PER_CONNECTION',
+    kind: 'int',
+    doc: 'topic subscriptions per connection (error frame rate_limited past it)',
   },
   { key: 'resendMs', env: 'PUSH_RESEND_MS', kind: 'duration', doc: 'first resend of an unacked message' },
   { key: 'maxRetries', env: 'PUSH_MAX_RETRIES', kind: 'int', doc: 'resends before `failed`' },
@@ -434,6 +469,10 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
       headersTimeoutMs: get('headersTimeoutMs', DEFAULT_HEADERS_TIMEOUT_MS),
       bodyTimeoutMs: get('bodyTimeoutMs', DEFAULT_BODY_TIMEOUT_MS),
       maxHttpConnections: get('maxHttpConnections', DEFAULT_MAX_HTTP_CONNECTIONS),
+      maxConnections: get('maxConnections', 0),
+      appPushRate: get('appPushRate', 0),
+      overloadDelayMs: get('overloadDelayMs', DEFAULT_OVERLOAD_DELAY_MS),
+      maxTopicsPerConnection: get('maxTopicsPerConnection', DEFAULT_MAX_TOPICS_PER_CONNECTION),
     },
     delivery: {
       resendMs: get('resendMs', DEFAULT_RESEND_MS),

@@ -33,6 +33,9 @@ import { QueueIngest } from './ingest/queue-consumer.js';
 import { HandoffSender } from './lifecycle/handoff-sender.js';
 import { Recall } from './lifecycle/recall.js';
 import { Webhooks } from './lifecycle/webhooks.js';
+import { AppRateLimiter } from './limits/app-rate.js';
+import { LoadMonitor } from './limits/load-monitor.js';
+import { pushAdmission } from './limits/push-admission.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { createMetrics } from './observability/metrics.js';
 import { createStore } from './store/create-store.js';
@@ -72,6 +75,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
     await store.close();
     throw err;
   }
+  const load = new LoadMonitor(config.limits.overloadDelayMs);
   const status = new StatusWriter(store, config.delivery.resendMs, log);
   const connections = new ConnectionLog(store, config.nodeId, log);
   let gateway: Gateway | undefined;
@@ -107,7 +111,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
       allowedOrigins: config.allowedOrigins,
       topicRetention,
     },
-    { hub, store, apps, status, connections, presence, metrics, log, bus },
+    { hub, store, apps, status, connections, presence, metrics, log, bus, load },
   );
   const rooms = new RoomMerger((appId, topic, messages) => hub.deliverWindow(appId, topic, messages));
   hub.rooms = rooms;
@@ -143,7 +147,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
   );
   ingest.groups = groupPusher;
   const consumers = createQueueConsumers(config.queue, config.nodeId, {
-    queue: new QueueIngest(ingest, apps, config.limits.maxDataBytes, log),
+    queue: new QueueIngest(ingest, apps, config.limits.maxDataBytes, log, load),
     metrics,
     log,
   });
@@ -182,7 +186,12 @@ export async function createServer(config: Config, options: { log?: Logger } = {
     bodyTimeoutMs: config.limits.bodyTimeoutMs,
     maxPlainConnections: config.limits.maxHttpConnections,
   });
-  registerPushRoutes(http, { apps, ingest, maxDataBytes: config.limits.maxDataBytes });
+  registerPushRoutes(http, {
+    apps,
+    ingest,
+    maxDataBytes: config.limits.maxDataBytes,
+    admission: pushAdmission(load, new AppRateLimiter(config.limits.appPushRate)),
+  });
   registerUserRoutes(http, { apps, store, presence, status });
   registerGroupRoutes(http, { apps, groups: store.groups });
   registerRoomRoutes(http, {
@@ -257,6 +266,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
         throw err;
       }
       gateway!.start();
+      load.start();
       maintenance.start();
       groupPusher.start();
       retries.start();
@@ -269,6 +279,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
     stop() {
       stopped ??= (async () => {
         for (const c of consumers) await c.close(); // no new queue messages; in-flight ones finish
+        load.stop();
         const closed = gateway!.stop();
         log.info({ closed }, 'shutting down: sockets closed with 1001');
         // Waits for in-flight requests, so every push answered 202 is durable. A request that

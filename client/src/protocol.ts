@@ -73,6 +73,8 @@ export const CLOSE = {
   policy: 1008,
   tooBig: 1009,
   internal: 1011,
+  /** The server is at its connection cap or overloaded: reconnect later, with backoff. */
+  overloaded: 1013,
   tokenExpired: 4001,
   kicked: 4003,
   rateLimited: 4008,

@@ -96,6 +96,32 @@ export const ERRORS = {
     retryable: true,
     doc: 'the process is at its connection cap or its event loop is overloaded; retry after Retry-After',
   },
+  shutting_down: {
+    status: 503,
+    wire: 'unavailable',
+    closeCode: 1001,
+    retryable: true,
+    doc: 'the server is shutting down: reconnect (to another node)',
+  },
+  frame_too_large: {
+    status: 413,
+    wire: 'payload_too_large',
+    closeCode: 1009,
+    retryable: false,
+    doc: 'a client frame over PUSH_MAX_FRAME',
+  },
+  heartbeat_timeout: {
+    status: 408,
+    wire: 'request_timeout',
+    retryable: true,
+    doc: 'silent for two heartbeat intervals: dropped without a close frame',
+  },
+  too_many_topics: {
+    status: 429,
+    wire: 'rate_limited',
+    retryable: false,
+    doc: 'a subscribe past PUSH_MAX_TOPICS_PER_CONNECTION (error frame, the connection stays)',
+  },
   config_invalid: {
     status: 500,
     wire: 'internal',
@@ -105,6 +131,16 @@ export const ERRORS = {
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;
+
+/** The codes whose errors end a socket, each with its close code. */
+export type ClosingCode = {
+  [K in ErrorCode]: (typeof ERRORS)[K] extends { closeCode: number } ? K : never;
+}[ErrorCode];
+
+/** The close code a socket ends with for `code`; the one place close codes are read. */
+export function closeCodeOf(code: ClosingCode): number {
+  return (ERRORS[code] as ErrorSpec).closeCode!;
+}
 
 export class PushError extends Error {
   readonly code: ErrorCode;

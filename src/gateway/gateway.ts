@@ -5,8 +5,10 @@ import type { TokenClaims } from '../auth/tokens.js';
 import type { Bus } from '../bus/bus.js';
 import type { LimitsConfig } from '../config.js';
 import type { StatusWriter } from '../delivery/status-writer.js';
-import { isPushError, PushError } from '../domain/errors.js';
+import { type ClosingCode, closeCodeOf, ERRORS, isPushError, PushError } from '../domain/errors.js';
 import { ALL_TOPIC, isAddressed } from '../domain/message.js';
+import type { LoadMonitor } from '../limits/load-monitor.js';
+import { UserReservations } from '../limits/user-reservations.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Store } from '../store/store.js';
@@ -56,6 +58,8 @@ export interface GatewayDeps {
   readonly log: Logger;
   /** Topic join/leave announcements go out on it (see lifecycle-signals.ts); none without it. */
   readonly bus?: Pick<Bus, 'publish'>;
+  /** Sheds new connections while the event loop is stalled (absent: never). */
+  readonly load?: Pick<LoadMonitor, 'isOverloaded'>;
 }
 
 /** A client that passed the handshake checks and may be given a session. */
@@ -82,6 +86,7 @@ export class Gateway {
   readonly heartbeat: HeartbeatWheel;
   readonly expiry: ExpiryWheel;
   private readonly handshakes: KeyedRateLimiter;
+  private readonly reservations = new UserReservations();
   private readonly bootId = randomBytes(4).toString('hex');
   private nextId = 0;
   private stopping = false;
@@ -96,7 +101,7 @@ export class Gateway {
       (s) => this.drop(s),
       (now) => deps.connections.heartbeat(now),
     );
-    this.expiry = new ExpiryWheel((s) => this.close(s, 4001, 'token expired', 'token_expired'));
+    this.expiry = new ExpiryWheel((s) => this.closeFor(s, 'token_expired', 'token expired'));
   }
 
   start(): void {
@@ -115,6 +120,7 @@ export class Gateway {
    */
   async admit(req: IncomingMessage, url: URL, ip: string): Promise<Admission> {
     if (this.stopping) throw new PushError('unavailable', 'server is shutting down');
+    this.checkProcessCapacity();
     if (!this.handshakes.take(ip))
       throw new PushError('rate_limited', 'too many handshakes from this address');
     const params = parseHandshake(req, url);
@@ -123,14 +129,16 @@ export class Gateway {
     if (origin && this.options.allowedOrigins.length > 0 && !this.options.allowedOrigins.includes(origin)) {
       throw new PushError('forbidden', 'origin not allowed');
     }
-    const here = this.deps.hub.sessionsOf(params.appId, claims.userId).length;
-    const open =
-      here >= this.options.limits.maxConnectionsPerUser
-        ? here
-        : here + (await this.deps.presence.countElsewhere(params.appId, claims.userId));
-    if (open >= this.options.limits.maxConnectionsPerUser) {
+    const max = this.options.limits.maxConnectionsPerUser;
+    const before = this.heldBy(params.appId, claims.userId);
+    const elsewhere =
+      before >= max ? 0 : await this.deps.presence.countElsewhere(params.appId, claims.userId);
+    // From here to the reservation nothing awaits: concurrent handshakes see each other's slots.
+    const open = this.heldBy(params.appId, claims.userId) + elsewhere;
+    if (open >= max) {
       throw new PushError('too_many_connections', `user already has ${open} connections`);
     }
+    this.reservations.reserve(params.appId, claims.userId);
     return {
       appId: params.appId,
       claims,
@@ -140,11 +148,32 @@ export class Gateway {
     };
   }
 
+  /** 503 `overloaded` while the event loop is stalled or the node is at PUSH_MAX_CONNECTIONS. */
+  private checkProcessCapacity(): void {
+    if (this.deps.load?.isOverloaded()) {
+      throw new PushError('overloaded', 'the server is overloaded; retry after Retry-After seconds');
+    }
+    const cap = this.options.limits.maxConnections;
+    if (cap > 0 && this.deps.hub.size >= cap) {
+      throw new PushError('overloaded', `this node holds its maximum of ${cap} connections`);
+    }
+  }
+
+  /** Connections a user holds on this node, counting handshakes that passed the check but are not open yet. */
+  private heldBy(appId: string, userId: string): number {
+    return this.deps.hub.sessionsOf(appId, userId).length + this.reservations.count(appId, userId);
+  }
+
   /** Creates and registers a session; live messages for it are held until its backlog is replayed. */
   open(a: Admission, transport: Transport): Session {
     // admit() awaited the token check; a stop may have begun since and already closed every
     // session it knew, so a late one would hold the listener open.
+    this.reservations.release(a.appId, a.claims.userId);
     if (this.stopping) throw new PushError('unavailable', 'server is shutting down');
+    const cap = this.options.limits.maxConnections;
+    if (cap > 0 && this.deps.hub.size >= cap) {
+      throw new PushError('overloaded', `this node holds its maximum of ${cap} connections`);
+    }
     const id = `c${this.bootId}${(this.nextId++).toString(36)}`;
     const s = new Session(
       id,
@@ -255,7 +284,7 @@ export class Gateway {
       hub.goLive(s);
     } catch (err) {
       this.deps.log.error({ err, connectionId: s.id }, 'backlog replay failed');
-      this.close(s, 1011, 'internal error', 'internal');
+      this.closeFor(s, 'internal', 'internal error');
     }
   }
 
@@ -264,7 +293,7 @@ export class Gateway {
     const now = Date.now();
     s.lastSeen = now;
     if (!s.takeFrameToken(now, this.options.limits.framesPerSecond)) {
-      this.close(s, 4008, 'rate limited', 'rate_limited');
+      this.closeFor(s, 'rate_limited', 'rate limited');
       return;
     }
     if (isBinary) {
@@ -316,6 +345,7 @@ export class Gateway {
         }
         this.expiry.update(s, claims.exp);
         s.topics = claims.topics;
+        this.dropDisallowedTopics(s);
         this.reply(s, encodeControl('refreshed', { exp: Math.floor(claims.exp / 1000) }, f.ref));
         return;
       }
@@ -328,12 +358,29 @@ export class Gateway {
           this.reply(s, encodeError('forbidden', 'no presence events on $all', f.ref));
           return;
         }
+        if (!s.subs?.has(f.topic) && (s.subs?.size ?? 0) >= this.options.limits.maxTopicsPerConnection) {
+          const max = this.options.limits.maxTopicsPerConnection;
+          this.reply(
+            s,
+            encodeError(ERRORS.too_many_topics.wire, `at most ${max} topics per connection`, f.ref),
+          );
+          return;
+        }
         await this.subscribe(s, f.topic, f.since, f.ref, f.presence === true);
         return;
       case 'unsubscribe':
         this.deps.hub.unsubscribe(s, f.topic);
         this.reply(s, encodeControl('unsubscribed', { topic: f.topic }, f.ref));
         return;
+    }
+  }
+
+  /** After `refresh`: subscriptions the new token no longer allows end, each with `unsubscribed`. */
+  private dropDisallowedTopics(s: Session): void {
+    for (const topic of [...(s.subs?.keys() ?? [])]) {
+      if (mayUseTopic(s.topics, topic)) continue;
+      this.deps.hub.unsubscribe(s, topic);
+      this.reply(s, encodeControl('unsubscribed', { topic }));
     }
   }
 
@@ -407,7 +454,7 @@ export class Gateway {
   }
 
   private cutStalled(s: Session): void {
-    if (s.state !== CLOSED) this.close(s, 4009, 'too slow', 'slow');
+    if (s.state !== CLOSED) this.closeFor(s, 'slow_consumer', 'too slow');
   }
 
   /** Writes a topic's stored messages after `afterOffset`; returns the last offset written. */
@@ -460,7 +507,7 @@ export class Gateway {
 
   private reject(s: Session, code: string, message: string, ref: Ref): void {
     this.reply(s, encodeError(code, message, ref));
-    if (++s.badFrames >= MAX_BAD_FRAMES) this.close(s, 1008, 'too many bad frames', 'policy_violation');
+    if (++s.badFrames >= MAX_BAD_FRAMES) this.closeFor(s, 'policy_violation', 'too many bad frames');
   }
 
   private frameFailed(s: Session, err: unknown, ref: Ref): void {
@@ -475,9 +522,14 @@ export class Gateway {
     this.closed(s);
   }
 
+  /** Closes for a registry error: its close code, and the code as the metric's reason. */
+  closeFor(s: Session, code: ClosingCode, reason: string): void {
+    this.close(s, closeCodeOf(code), reason, code);
+  }
+
   /** Silent for two heartbeat intervals: dropped without a close frame (API.md). */
   private drop(s: Session): void {
-    this.deps.metrics.closes.inc({ reason: 'silent' });
+    this.deps.metrics.closes.inc({ reason: 'heartbeat_timeout' });
     s.transport.terminate();
     this.closed(s);
   }
@@ -493,7 +545,7 @@ export class Gateway {
     this.heartbeat.stop();
     this.expiry.stop();
     const sessions = [...this.deps.hub.all()];
-    for (const s of sessions) this.close(s, 1001, 'server shutting down', 'shutdown');
+    for (const s of sessions) this.closeFor(s, 'shutting_down', 'server shutting down');
     return sessions.length;
   }
 }

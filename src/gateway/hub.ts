@@ -1,3 +1,4 @@
+import { closeCodeOf } from '../domain/errors.js';
 import { ALL_TOPIC, isAddressed, type Recipient, type StoredMessage } from '../domain/message.js';
 import type { ConnectionRecord } from '../store/store.js';
 import { getOrCreate } from '../util/maps.js';
@@ -317,8 +318,8 @@ export class Hub {
     const q = s.takeQueue();
     if (q === null || s.state === CLOSED) return;
     if (this.tooSlow(s, now)) {
-      s.transport.close(4009, 'too slow');
-      this.events.onClosedByServer(s, 'slow');
+      s.transport.close(closeCodeOf('slow_consumer'), 'too slow');
+      this.events.onClosedByServer(s, 'slow_consumer');
       this.unregister(s);
       return;
     }
@@ -363,7 +364,7 @@ export class Hub {
       (s) => device === undefined || s.device === device,
     );
     for (const s of sessions) {
-      s.transport.close(4003, 'kicked');
+      s.transport.close(closeCodeOf('kicked'), 'kicked');
       this.events.onClosedByServer(s, 'kicked');
       this.unregister(s);
     }

@@ -52,6 +52,8 @@ export class QueueIngest {
     private readonly apps: AppRegistry,
     private readonly maxDataBytes: number,
     private readonly log: Logger,
+    /** While the process is overloaded, queue messages wait here instead of being refused. */
+    private readonly load?: { isOverloaded(): boolean; whenNotOverloaded(): Promise<void> },
   ) {}
 
   /**
@@ -76,6 +78,8 @@ export class QueueIngest {
     source: string,
     brokerId: string | undefined,
   ): Promise<{ outcome: Promise<QueueOutcome> }> {
+    // Submissions are chained, so waiting here holds the consumer's prefetch window: it slows.
+    if (this.load?.isOverloaded()) await this.load.whenNotOverloaded();
     const text = decodeUtf8(body);
     try {
       if (text === null) throw new PushError('bad_request', 'body is not UTF-8');

@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AppRegistry } from '../../auth/app-registry.js';
 import { isPushError, PushError, toErrorBody } from '../../domain/errors.js';
 import type { PushResult } from '../../domain/message.js';
@@ -11,6 +11,8 @@ export interface PushRouteDeps {
   readonly apps: AppRegistry;
   readonly ingest: Ingest;
   readonly maxDataBytes: number;
+  /** Overload and per-app rate checks, run after authentication (src/limits/push-admission.ts). */
+  readonly admission?: (req: FastifyRequest, reply: FastifyReply) => Promise<void>;
 }
 
 /** `Authorization: Basic base64(app:secret)` → `req.appId`; 401 otherwise. */
@@ -23,7 +25,7 @@ export function basicAuth(apps: AppRegistry) {
 /** POST /v1/push and /v1/push/batch: validate, then hand to ingest. */
 export function registerPushRoutes(app: FastifyInstance, deps: PushRouteDeps): void {
   const { ingest, maxDataBytes } = deps;
-  const preHandler = basicAuth(deps.apps);
+  const preHandler = deps.admission ? [basicAuth(deps.apps), deps.admission] : basicAuth(deps.apps);
 
   app.post('/v1/push', { preHandler }, async (req, reply) => {
     const result = await ingest.push(req.appId, parsePushRequest(req.body, maxDataBytes));

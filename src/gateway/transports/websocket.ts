@@ -1,7 +1,7 @@
 import { type IncomingMessage, type Server, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { type WebSocket, WebSocketServer } from 'ws';
-import { isPushError, PushError, toErrorBody } from '../../domain/errors.js';
+import { closeCodeOf, isPushError, PushError, toErrorBody } from '../../domain/errors.js';
 import type { Logger } from '../../observability/logger.js';
 import type { Metrics } from '../../observability/metrics.js';
 import type { Gateway } from '../gateway.js';
@@ -98,7 +98,17 @@ export class WebSocketTransport {
       return;
     }
     this.wss.handleUpgrade(req, socket, head, (ws: SessionSocket) => {
-      const s = this.gateway.open(admission, ws);
+      let s: Session;
+      try {
+        s = this.gateway.open(admission, ws);
+      } catch (err) {
+        // Past PUSH_MAX_CONNECTIONS (another handshake took the last slot meanwhile): 1013.
+        const code =
+          isPushError(err) && 'closeCode' in err.spec ? err.spec.closeCode! : closeCodeOf('internal');
+        this.metrics.closes.inc({ reason: isPushError(err) ? err.code : 'internal' });
+        ws.close(code, isPushError(err) ? err.message.slice(0, 100) : 'internal error');
+        return;
+      }
       ws.session = s;
       ws.on('message', this.onMessage);
       ws.on('close', this.onClose);

@@ -30,6 +30,6 @@ describe('error registry', () => {
 
   it('close codes are the ones API.md lists', () => {
     const closeCodes = Object.values(ERRORS).flatMap((s) => ('closeCode' in s ? [s.closeCode] : []));
-    for (const c of closeCodes) expect([1008, 1011, 1013, 4001, 4003, 4008, 4009]).toContain(c);
+    for (const c of closeCodes) expect([1001, 1008, 1009, 1011, 1013, 4001, 4003, 4008, 4009]).toContain(c);
   });
 });

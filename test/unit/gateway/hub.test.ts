@@ -100,7 +100,7 @@ describe('hub: a slow consumer is one whose send buffer stays over the limit', (
       await push(1, 50_000); // over the limit for SLOW_AFTER_MS: too slow
       expect(sent).toEqual([1, 2, 3, 4, 5]);
       expect(closes).toEqual([4009]);
-      expect(slow).toEqual(['slow']);
+      expect(slow).toEqual(['slow_consumer']);
     } finally {
       vi.useRealTimers();
     }
