@@ -80,6 +80,8 @@ export interface Config {
   /** Empty = any origin. Browsers send Origin; other clients usually don't and are always allowed. */
   readonly allowedOrigins: readonly string[];
   readonly trustProxy: boolean;
+  /** Peers (CIDRs) whose X-Forwarded-For is believed; empty with trustProxy = loopback and private networks. */
+  readonly trustedProxies: readonly string[];
   readonly logLevel: string;
   readonly shutdownTimeoutMs: number;
   /** Bearer token of the dashboard and `/v1/admin/*`; null = both disabled. */
@@ -224,7 +226,18 @@ export const SETTINGS: readonly Setting[] = [
     doc: 'age limit of topic messages',
   },
   { key: 'allowedOrigins', env: 'PUSH_ALLOWED_ORIGINS', kind: 'list', doc: 'browser origins; empty = any' },
-  { key: 'trustProxy', env: 'PUSH_TRUST_PROXY', kind: 'bool', doc: 'take client IP from X-Forwarded-For' },
+  {
+    key: 'trustProxy',
+    env: 'PUSH_TRUST_PROXY',
+    kind: 'bool',
+    doc: 'believe X-Forwarded-For from loopback and private networks (when PUSH_TRUSTED_PROXIES is empty)',
+  },
+  {
+    key: 'trustedProxies',
+    env: 'PUSH_TRUSTED_PROXIES',
+    kind: 'list',
+    doc: 'CIDRs of proxies whose X-Forwarded-For is believed (read from the right); empty = none',
+  },
   { key: 'logLevel', env: 'PUSH_LOG_LEVEL', kind: 'string', doc: 'pino level' },
   { key: 'shutdownTimeoutMs', env: 'PUSH_SHUTDOWN_TIMEOUT_MS', kind: 'duration', doc: 'graceful stop bound' },
   {
@@ -435,6 +448,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     },
     allowedOrigins: get<string[]>('allowedOrigins', []),
     trustProxy: get('trustProxy', false),
+    trustedProxies: get<string[]>('trustedProxies', []),
     logLevel: get('logLevel', 'info'),
     shutdownTimeoutMs: get('shutdownTimeoutMs', DEFAULT_SHUTDOWN_TIMEOUT_MS),
     adminToken,

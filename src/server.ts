@@ -24,6 +24,7 @@ import { createQueueConsumers } from './ingest/create-queue-consumers.js';
 import { Ingest } from './ingest/ingest.js';
 import { QueueIngest } from './ingest/queue-consumer.js';
 import { AppRateLimiter } from './limits/app-rate.js';
+import { PRIVATE_NETWORKS, TrustedProxies } from './limits/client-ip.js';
 import { LoadMonitor } from './limits/load-monitor.js';
 import { pushAdmission } from './limits/push-admission.js';
 import { createLogger, type Logger } from './observability/logger.js';
@@ -66,6 +67,9 @@ export async function createServer(config: Config, options: { log?: Logger } = {
     throw err;
   }
   const load = new LoadMonitor(config.limits.overloadDelayMs);
+  const proxies = new TrustedProxies(
+    config.trustedProxies.length > 0 ? config.trustedProxies : config.trustProxy ? PRIVATE_NETWORKS : [],
+  );
   const status = new StatusWriter(store, config.delivery.resendMs, log);
   const connections = new ConnectionLog(store, config.nodeId, log);
   let gateway: Gateway | undefined;
@@ -141,7 +145,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
   });
   registerUserRoutes(http, { apps, store, presence, status });
   registerHistoryRoutes(http, { apps, store, hub, status, topicRetention });
-  registerClientRoutes(http, { apps, store, status, gateway, metrics, trustProxy: config.trustProxy });
+  registerClientRoutes(http, { apps, store, status, gateway, metrics, trustProxy: proxies });
   registerOperationRoutes(http, {
     metrics,
     checks: [
@@ -170,7 +174,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
   http.finishRoutes();
   const websocket = new WebSocketTransport(
     gateway,
-    { maxFrameBytes: config.limits.maxFrameBytes, trustProxy: config.trustProxy },
+    { maxFrameBytes: config.limits.maxFrameBytes, trustProxy: proxies },
     metrics,
     log,
   );
