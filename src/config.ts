@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { PushError } from './domain/errors.js';
+import { maskCredentials } from './observability/mask.js';
 
 /**
  * The only module that reads the environment. Later sources win:
@@ -460,7 +461,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
 
 /** The config as printed at startup: secrets and URL passwords masked. */
 export function describeConfig(config: Config): Record<string, unknown> {
-  const maskUrl = (u: string) => u.replace(/\/\/([^:/@]+):([^@]+)@/, '//$1:***@');
+  const maskUrl = maskCredentials;
   return {
     ...config,
     apps: config.apps.map((a) => `${a.appId}:***`),

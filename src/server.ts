@@ -154,6 +154,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
       ...consumers.map((c) => ({ name: c.name, check: () => c.ready() })),
     ],
     isStopping: () => gateway!.isStopping,
+    log,
   });
   const maxDataBytes = config.limits.maxDataBytes;
   registerAdminRoutes(http, {

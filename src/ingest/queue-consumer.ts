@@ -155,7 +155,5 @@ export function reconnectDelay(attempt: number): number {
   return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
 }
 
-/** A broker URL fit for logs and errors: credentials masked. */
-export function maskCredentials(url: string): string {
-  return url.replace(/\/\/([^:/@]*):([^@]+)@/, '//$1:***@');
-}
+/** A broker URL fit for logs and errors (the one masking helper lives in observability/mask.ts). */
+export { maskCredentials } from '../observability/mask.js';

@@ -192,3 +192,25 @@ describe('admin API with PUSH_ADMIN_TOKEN, demo endpoints with PUSH_DEMO_TOKENS'
     await c.close();
   });
 });
+
+describe('admin token guesses are throttled per address', () => {
+  let s: TestServer;
+  beforeAll(async () => {
+    s = await startServer({ PUSH_ADMIN_TOKEN: ADMIN });
+  });
+  afterAll(() => s.stop());
+
+  it('after 10 wrong tokens in a minute the address gets 429 with Retry-After, even with the right token', async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 11; i++)
+      statuses.push(
+        (await call(s.http, 'GET', '/v1/admin/stats', undefined, `guess-${i}-xxxxxxxxxxxx`)).status,
+      );
+    expect(statuses.slice(0, 10).every((x) => x === 401)).toBe(true);
+    expect(statuses[10]).toBe(429);
+    const right = await call(s.http, 'GET', '/v1/admin/stats', undefined, ADMIN);
+    expect(right.status).toBe(429);
+    expect(Number(right.headers.get('retry-after'))).toBeGreaterThan(0);
+    expect(right.body.error.code).toBe('rate_limited');
+  });
+});
