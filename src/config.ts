@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { PushError } from './domain/errors.js';
+import { maskCredentials } from './observability/mask.js';
 
 /**
  * The only module that reads the environment. Later sources win:
@@ -94,6 +95,8 @@ export interface Config {
   /** Empty = any origin. Browsers send Origin; other clients usually don't and are always allowed. */
   readonly allowedOrigins: readonly string[];
   readonly trustProxy: boolean;
+  /** Peers (CIDRs) whose X-Forwarded-For is believed; empty with trustProxy = loopback and private networks. */
+  readonly trustedProxies: readonly string[];
   readonly logLevel: string;
   readonly shutdownTimeoutMs: number;
   /** Bearer token of the dashboard and `/v1/admin/*`; null = both disabled. */
@@ -249,7 +252,18 @@ export const SETTINGS: readonly Setting[] = [
     doc: 'members a group push writes (and hands to delivery) per transaction',
   },
   { key: 'allowedOrigins', env: 'PUSH_ALLOWED_ORIGINS', kind: 'list', doc: 'browser origins; empty = any' },
-  { key: 'trustProxy', env: 'PUSH_TRUST_PROXY', kind: 'bool', doc: 'take client IP from X-Forwarded-For' },
+  {
+    key: 'trustProxy',
+    env: 'PUSH_TRUST_PROXY',
+    kind: 'bool',
+    doc: 'believe X-Forwarded-For from loopback and private networks (when PUSH_TRUSTED_PROXIES is empty)',
+  },
+  {
+    key: 'trustedProxies',
+    env: 'PUSH_TRUSTED_PROXIES',
+    kind: 'list',
+    doc: 'CIDRs of proxies whose X-Forwarded-For is believed (read from the right); empty = none',
+  },
   { key: 'logLevel', env: 'PUSH_LOG_LEVEL', kind: 'string', doc: 'pino level' },
   { key: 'shutdownTimeoutMs', env: 'PUSH_SHUTDOWN_TIMEOUT_MS', kind: 'duration', doc: 'graceful stop bound' },
   {
@@ -485,6 +499,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     },
     allowedOrigins: get<string[]>('allowedOrigins', []),
     trustProxy: get('trustProxy', false),
+    trustedProxies: get<string[]>('trustedProxies', []),
     logLevel: get('logLevel', 'info'),
     shutdownTimeoutMs: get('shutdownTimeoutMs', DEFAULT_SHUTDOWN_TIMEOUT_MS),
     adminToken,
@@ -502,7 +517,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
 
 /** The config as printed at startup: secrets and URL passwords masked. */
 export function describeConfig(config: Config): Record<string, unknown> {
-  const maskUrl = (u: string) => u.replace(/\/\/([^:/@]+):([^@]+)@/, '//$1:***@');
+  const maskUrl = maskCredentials;
   return {
     ...config,
     apps: config.apps.map((a) => `${a.appId}:***`),

@@ -34,6 +34,7 @@ import { HandoffSender } from './lifecycle/handoff-sender.js';
 import { Recall } from './lifecycle/recall.js';
 import { Webhooks } from './lifecycle/webhooks.js';
 import { AppRateLimiter } from './limits/app-rate.js';
+import { PRIVATE_NETWORKS, TrustedProxies } from './limits/client-ip.js';
 import { LoadMonitor } from './limits/load-monitor.js';
 import { pushAdmission } from './limits/push-admission.js';
 import { createLogger, type Logger } from './observability/logger.js';
@@ -76,6 +77,9 @@ export async function createServer(config: Config, options: { log?: Logger } = {
     throw err;
   }
   const load = new LoadMonitor(config.limits.overloadDelayMs);
+  const proxies = new TrustedProxies(
+    config.trustedProxies.length > 0 ? config.trustedProxies : config.trustProxy ? PRIVATE_NETWORKS : [],
+  );
   const status = new StatusWriter(store, config.delivery.resendMs, log);
   const connections = new ConnectionLog(store, config.nodeId, log);
   let gateway: Gateway | undefined;
@@ -200,7 +204,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
     announce: (appId, topic, mergeMs) => bus.publish({ kind: 'room', appId, topic, mergeMs }),
   });
   registerHistoryRoutes(http, { apps, store, hub, status, topicRetention });
-  registerClientRoutes(http, { apps, store, status, gateway, metrics, trustProxy: config.trustProxy });
+  registerClientRoutes(http, { apps, store, status, gateway, metrics, trustProxy: proxies });
   registerOperationRoutes(http, {
     metrics,
     checks: [
@@ -209,6 +213,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
       ...consumers.map((c) => ({ name: c.name, check: () => c.ready() })),
     ],
     isStopping: () => gateway!.isStopping,
+    log,
   });
   const maxDataBytes = config.limits.maxDataBytes;
   registerAdminRoutes(http, {
@@ -235,7 +240,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
   http.finishRoutes();
   const websocket = new WebSocketTransport(
     gateway,
-    { maxFrameBytes: config.limits.maxFrameBytes, trustProxy: config.trustProxy },
+    { maxFrameBytes: config.limits.maxFrameBytes, trustProxy: proxies },
     metrics,
     log,
   );

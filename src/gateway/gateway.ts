@@ -7,6 +7,7 @@ import type { LimitsConfig } from '../config.js';
 import type { StatusWriter } from '../delivery/status-writer.js';
 import { type ClosingCode, closeCodeOf, ERRORS, isPushError, PushError } from '../domain/errors.js';
 import { ALL_TOPIC, isAddressed } from '../domain/message.js';
+import { rateKey } from '../limits/client-ip.js';
 import type { LoadMonitor } from '../limits/load-monitor.js';
 import { UserReservations } from '../limits/user-reservations.js';
 import type { Logger } from '../observability/logger.js';
@@ -121,7 +122,7 @@ export class Gateway {
   async admit(req: IncomingMessage, url: URL, ip: string): Promise<Admission> {
     if (this.stopping) throw new PushError('unavailable', 'server is shutting down');
     this.checkProcessCapacity();
-    if (!this.handshakes.take(ip))
+    if (!this.handshakes.take(rateKey(ip)))
       throw new PushError('rate_limited', 'too many handshakes from this address');
     const params = parseHandshake(req, url);
     const claims = await this.deps.apps.verifyToken(params.appId, params.token);

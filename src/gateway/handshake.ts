@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { PushError } from '../domain/errors.js';
 import { isValidDeviceId, isValidPlatform } from '../domain/ids.js';
+import type { TrustedProxies } from '../limits/client-ip.js';
 
 /** What a client asks for when it opens a socket (or an SSE / long-poll request). */
 export interface ClientCredentials {
@@ -67,11 +68,7 @@ function header(req: IncomingMessage, name: string): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
-/** The client address for per-IP limits; X-Forwarded-For only when the proxy is trusted. */
-export function clientIp(req: IncomingMessage, trustProxy: boolean): string {
-  if (trustProxy) {
-    const xff = header(req, 'x-forwarded-for');
-    if (xff) return xff.split(',')[0]!.trim();
-  }
-  return req.socket.remoteAddress ?? 'unknown';
+/** The client address for per-IP limits; X-Forwarded-For only from a trusted proxy (see TrustedProxies). */
+export function clientIp(req: IncomingMessage, proxies: TrustedProxies): string {
+  return proxies.clientAddress(req.socket.remoteAddress ?? 'unknown', header(req, 'x-forwarded-for'));
 }

@@ -147,7 +147,5 @@ export function maxDeliveriesLetter(body: Buffer, deliveries: number, cause: unk
   return deadLetter(err, body, decodeUtf8(body), 'max_deliveries');
 }
 
-/** A broker URL fit for logs and errors: credentials masked. */
-export function maskCredentials(url: string): string {
-  return url.replace(/\/\/([^:/@]*):([^@]+)@/, '//$1:***@');
-}
+/** A broker URL fit for logs and errors (the one masking helper lives in observability/mask.ts). */
+export { maskCredentials } from '../observability/mask.js';

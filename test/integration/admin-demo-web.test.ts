@@ -35,7 +35,10 @@ describe('admin API and dashboard: off without PUSH_ADMIN_TOKEN, demo off withou
     expect(r.body.error.message).toContain('PUSH_ADMIN_TOKEN');
     const page = await call(s.http, 'GET', '/dashboard');
     expect(page.status).toBe(403);
-    expect(page.body).toContain('PUSH_ADMIN_TOKEN');
+    expect(page.body.error).toMatchObject({
+      code: 'forbidden',
+      message: expect.stringContaining('PUSH_ADMIN_TOKEN'),
+    });
   });
 
   it('demo endpoints answer 404 with how to mint a token instead', async () => {
@@ -73,7 +76,9 @@ describe('admin API with PUSH_ADMIN_TOKEN, demo endpoints with PUSH_DEMO_TOKENS'
     expect((await call(s.http, 'GET', '/v1/admin/stats')).status).toBe(401);
     expect((await call(s.http, 'GET', '/v1/admin/stats', undefined, `${ADMIN}x`)).status).toBe(401);
     expect((await call(s.http, 'GET', '/v1/admin/stats', undefined, ADMIN)).status).toBe(200);
-    expect((await call(s.http, 'GET', '/dashboard')).status).toBe(200);
+    const dashboard = await call(s.http, 'GET', '/dashboard');
+    expect(dashboard.status).toBe(200);
+    expect(dashboard.headers.get('content-security-policy')).toContain("frame-ancestors 'none'");
   });
 
   it('stats count connections by platform and messages in and out', async () => {
@@ -147,6 +152,7 @@ describe('admin API with PUSH_ADMIN_TOKEN, demo endpoints with PUSH_DEMO_TOKENS'
     const demo = await call(s.http, 'GET', '/demo');
     expect(demo.status).toBe(200);
     expect(demo.body).toContain('<script src="/client.js">');
+    expect(demo.headers.get('content-security-policy')).toContain("frame-ancestors 'none'");
     expect((await call(s.http, 'GET', '/demo/demo.js')).status).toBe(200);
     expect((await call(s.http, 'GET', '/demo/..%2F..%2Fpackage.json')).status).toBe(404);
     expect((await call(s.http, 'GET', '/demo/nothing.js')).status).toBe(404);
@@ -184,5 +190,27 @@ describe('admin API with PUSH_ADMIN_TOKEN, demo endpoints with PUSH_DEMO_TOKENS'
     expect(refused.status).toBe(400);
     expect((await call(s.http, 'POST', '/v1/demo/token', { user: '' + '\u0001' })).status).toBe(400);
     await c.close();
+  });
+});
+
+describe('admin token guesses are throttled per address', () => {
+  let s: TestServer;
+  beforeAll(async () => {
+    s = await startServer({ PUSH_ADMIN_TOKEN: ADMIN });
+  });
+  afterAll(() => s.stop());
+
+  it('after 10 wrong tokens in a minute the address gets 429 with Retry-After, even with the right token', async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 11; i++)
+      statuses.push(
+        (await call(s.http, 'GET', '/v1/admin/stats', undefined, `guess-${i}-xxxxxxxxxxxx`)).status,
+      );
+    expect(statuses.slice(0, 10).every((x) => x === 401)).toBe(true);
+    expect(statuses[10]).toBe(429);
+    const right = await call(s.http, 'GET', '/v1/admin/stats', undefined, ADMIN);
+    expect(right.status).toBe(429);
+    expect(Number(right.headers.get('retry-after'))).toBeGreaterThan(0);
+    expect(right.body.error.code).toBe('rate_limited');
   });
 });

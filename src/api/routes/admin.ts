@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AppRegistry } from '../../auth/app-registry.js';
 import type { StatusWriter } from '../../delivery/status-writer.js';
 import { PushError } from '../../domain/errors.js';
@@ -7,6 +7,7 @@ import { isValidAppId, isValidDeviceId, isValidUserId } from '../../domain/ids.j
 import type { Presence } from '../../gateway/presence.js';
 import type { Ingest } from '../../ingest/ingest.js';
 import { parsePushRequest } from '../../ingest/push-request.js';
+import { FailureThrottle } from '../../limits/failure-throttle.js';
 import type { Metrics } from '../../observability/metrics.js';
 import { StatsSampler } from '../../observability/stats.js';
 import type { Store } from '../../store/store.js';
@@ -99,17 +100,28 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
 }
 
 /** Bearer check in constant time (both sides hashed to one length first). */
+/** Wrong admin tokens tolerated per client address per minute before it is refused (429). */
+export const ADMIN_GUESSES_PER_MINUTE = 10;
+
 export function adminAuth(adminToken: string | null) {
   const expected = adminToken === null ? null : digest(adminToken);
-  return beforeBody(async (req: FastifyRequest) => {
+  const guesses = new FailureThrottle(ADMIN_GUESSES_PER_MINUTE, 60_000);
+  return beforeBody(async (req: FastifyRequest, reply: FastifyReply) => {
     if (expected === null) {
       throw new PushError(
         'forbidden',
         'the admin API and dashboard are disabled: set PUSH_ADMIN_TOKEN to enable them',
       );
     }
+    const ip = req.socket.remoteAddress ?? 'unknown';
+    const wait = guesses.blockedFor(ip);
+    if (wait > 0) {
+      void reply.header('retry-after', String(wait));
+      throw new PushError('rate_limited', 'too many wrong admin tokens from this address; retry later');
+    }
     const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
     if (!m || !timingSafeEqual(digest(m[1]!), expected)) {
+      guesses.fail(ip);
       throw new PushError('unauthorized', 'admin token required (Authorization: Bearer <PUSH_ADMIN_TOKEN>)');
     }
   });

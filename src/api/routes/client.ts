@@ -8,6 +8,7 @@ import type { Admission, Gateway } from '../../gateway/gateway.js';
 import { clientIp, parseCredentials } from '../../gateway/handshake.js';
 import { LongPollTransport } from '../../gateway/transports/long-poll.js';
 import { SseTransport } from '../../gateway/transports/sse.js';
+import type { TrustedProxies } from '../../limits/client-ip.js';
 import type { Metrics } from '../../observability/metrics.js';
 import type { Store } from '../../store/store.js';
 import { historyPage, parseHistoryQuery } from './history.js';
@@ -18,7 +19,7 @@ export interface ClientRouteDeps {
   readonly status: StatusWriter;
   readonly gateway: Gateway;
   readonly metrics: Metrics;
-  readonly trustProxy: boolean;
+  readonly trustProxy: TrustedProxies;
 }
 
 const DEFAULT_POLL_SECONDS = 25;

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { maskCredentials } from '../../observability/mask.js';
 import type { Metrics } from '../../observability/metrics.js';
 
 export interface ReadinessCheck {
@@ -9,8 +10,14 @@ export interface ReadinessCheck {
 /** /healthz (process alive), /readyz (backends reachable), /metrics (Prometheus). */
 export function registerOperationRoutes(
   app: FastifyInstance,
-  deps: { metrics: Metrics; checks: readonly ReadinessCheck[]; isStopping: () => boolean },
+  deps: {
+    metrics: Metrics;
+    checks: readonly ReadinessCheck[];
+    isStopping: () => boolean;
+    log?: { warn(obj: object, msg: string): void };
+  },
 ): void {
+  const log = deps.log;
   app.get('/healthz', async () => ({ status: 'ok' }));
 
   app.get('/readyz', async (_req, reply) => {
@@ -22,7 +29,13 @@ export function registerOperationRoutes(
           await c.check();
           checks[c.name] = 'ok';
         } catch (err) {
-          checks[c.name] = (err as Error).message || 'unreachable';
+          // The raw error (hosts, ports, driver text, sometimes credentials) goes to the log
+          // only; the probe learns which part is failing.
+          log?.warn(
+            { check: c.name, err: maskCredentials((err as Error).message ?? String(err)) },
+            'readiness check failed',
+          );
+          checks[c.name] = 'unreachable';
           failing.push(c.name);
         }
       }),

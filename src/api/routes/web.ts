@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyReply } from 'fastify';
+import { PushError, toErrorBody } from '../../domain/errors.js';
 
 /** Where `npm run build` puts the browser bundles (the same from src/ under tests and from dist/). */
 export const DEFAULT_WEB_ROOT = fileURLToPath(new URL('../../../dist/web/', import.meta.url));
@@ -13,6 +14,18 @@ const TYPES: Record<string, string> = {
   '.map': 'application/json; charset=utf-8',
   '.svg': 'image/svg+xml',
 };
+
+/**
+ * The pages load only their own scripts and styles and talk only to this server; no page may
+ * frame them (clickjacking of the dashboard's kick and push forms).
+ */
+export const CSP =
+  "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+const DASHBOARD_DISABLED = new PushError(
+  'forbidden',
+  'the dashboard is disabled: set PUSH_ADMIN_TOKEN (at least 16 characters) and restart',
+);
 
 /** A file name: word characters, dots between them, an extension; no path, no `..`. */
 const FILE_NAME = /^[\w-]+(\.[\w-]+)+$/;
@@ -39,30 +52,33 @@ export function registerWebRoutes(app: FastifyInstance, deps: WebRouteDeps): voi
     } catch {
       return reply
         .status(404)
-        .type('text/plain; charset=utf-8')
-        .send(`not found: ${path} (the web assets are built by "npm run build")`);
+        .send(
+          toErrorBody(
+            new PushError('not_found', `not found: ${path} (web assets are built by "npm run build")`),
+          ),
+        );
     }
     return reply
       .type(TYPES[extname(path)] ?? 'application/octet-stream')
       .header('cache-control', 'no-cache')
       .header('x-content-type-options', 'nosniff')
+      .header('content-security-policy', CSP)
       .send(body);
   };
 
   const page = (name: 'demo' | 'dashboard') => {
     app.get(`/${name}`, (_req, reply) => {
       if (name === 'dashboard' && !deps.dashboardEnabled) {
-        return reply
-          .status(403)
-          .type('text/plain; charset=utf-8')
-          .send('The dashboard is disabled: set PUSH_ADMIN_TOKEN (at least 16 characters) and restart.');
+        return reply.status(403).send(toErrorBody(DASHBOARD_DISABLED));
       }
       return send(reply, `${name}/index.html`);
     });
     app.get(`/${name}/:file`, (req, reply) => {
       const { file } = req.params as { file: string };
-      if (!FILE_NAME.test(file)) return reply.status(404).send();
-      if (name === 'dashboard' && !deps.dashboardEnabled) return reply.status(403).send();
+      if (!FILE_NAME.test(file))
+        return reply.status(404).send(toErrorBody(new PushError('not_found', 'no such file')));
+      if (name === 'dashboard' && !deps.dashboardEnabled)
+        return reply.status(403).send(toErrorBody(DASHBOARD_DISABLED));
       return send(reply, `${name}/${file}`);
     });
   };

@@ -2,6 +2,7 @@ import { type IncomingMessage, type Server, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { closeCodeOf, isPushError, PushError, toErrorBody } from '../../domain/errors.js';
+import type { TrustedProxies } from '../../limits/client-ip.js';
 import type { Logger } from '../../observability/logger.js';
 import type { Metrics } from '../../observability/metrics.js';
 import type { Gateway } from '../gateway.js';
@@ -14,7 +15,7 @@ const WS_PATHS = new Set(['/v1/ws', '/message-push/v1/message']);
 
 export interface WebSocketTransportOptions {
   readonly maxFrameBytes: number;
-  readonly trustProxy: boolean;
+  readonly trustProxy: TrustedProxies;
 }
 
 type SessionSocket = WebSocket & { session?: Session };
