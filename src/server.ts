@@ -176,6 +176,8 @@ export async function createServer(config: Config, options: { log?: Logger } = {
     apps,
     recall: new Recall(store, bus, status),
     webhooks: new Webhooks(store, config.lifecycle.webhookAllowPrivate),
+    store,
+    adminToken: config.adminToken,
   });
   registerDemoRoutes(http, { enabled: config.demoTokens, apps, ingest, maxDataBytes });
   registerWebRoutes(http, { dashboardEnabled: config.adminToken !== null });

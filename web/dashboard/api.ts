@@ -38,6 +38,12 @@ export interface RecentMessage {
   recipients: { user: string; seq: number; status: string; retries: number }[];
 }
 
+export interface WebhookPanel {
+  app: string;
+  webhook: { url: string; after_ms: number } | null;
+  handoffs: Record<'pending' | 'delivered' | 'failed', number>;
+}
+
 export class AdminError extends Error {
   constructor(
     readonly status: number,
@@ -69,6 +75,10 @@ export class AdminApi {
 
   messages(app: string, limit = 20): Promise<{ messages: RecentMessage[] }> {
     return this.call('GET', `/v1/admin/messages?${new URLSearchParams({ app, limit: String(limit) })}`);
+  }
+
+  webhook(app: string): Promise<WebhookPanel> {
+    return this.call('GET', `/v1/admin/webhook?${new URLSearchParams({ app })}`);
   }
 
   push(body: Record<string, unknown>): Promise<{ id: string; recipients: number; duplicate: boolean }> {
