@@ -230,6 +230,8 @@ export async function createServer(config: Config, options: { log?: Logger } = {
     apps,
     recall: new Recall(store, bus, status),
     webhooks: new Webhooks(store, config.lifecycle.webhookAllowPrivate),
+    store,
+    adminToken: config.adminToken,
   });
   registerAdminGroupRoutes(http, { adminToken: config.adminToken, groups: store.groups });
   registerDemoRoutes(http, { enabled: config.demoTokens, apps, ingest, maxDataBytes });

@@ -91,6 +91,8 @@ export class Gateway {
   private readonly bootId = randomBytes(4).toString('hex');
   private nextId = 0;
   private stopping = false;
+  /** Topics each session takes part in the presence of (announced on join and leave). */
+  private readonly presenceSubs = new WeakMap<Session, Set<string>>();
 
   constructor(
     private readonly options: GatewayOptions,
@@ -401,8 +403,10 @@ export class Gateway {
     const { hub, store } = this.deps;
     hub.unsubscribe(s, topic);
     const sub = hub.subscribe(s, topic);
-    if (presence) sub.presence = true;
-    this.announce(s, topic, 'join');
+    if (presence) {
+      sub.presence = true;
+      this.announce(s, topic, 'join');
+    }
     const current = await store.topicOffset(s.appId, topic);
     if (s.state === CLOSED) return;
     this.reply(s, encodeControl('subscribed', { topic, offset: current }, ref));
@@ -486,11 +490,24 @@ export class Gateway {
 
   /** Hub event: the session is no longer a subscriber of the topic. */
   topicLeft(s: Session, topic: string): void {
-    this.announce(s, topic, 'leave');
+    if (this.presenceSubs.get(s)?.delete(topic)) this.announce(s, topic, 'leave');
   }
 
+  /**
+   * Only subscriptions that take part in a topic's presence (`presence: true`) are announced:
+   * they are the ones that see the others. Everyone else subscribes and leaves without a
+   * message on the bus, so mass disconnects of plain subscribers cost nothing here.
+   */
   private announce(s: Session, topic: string, op: 'join' | 'leave'): void {
     if (topic === ALL_TOPIC || !this.deps.bus) return;
+    if (op === 'join') {
+      let topics = this.presenceSubs.get(s);
+      if (!topics) {
+        topics = new Set();
+        this.presenceSubs.set(s, topics);
+      }
+      topics.add(topic);
+    }
     this.deps.bus.publish({
       kind: 'topic_presence',
       appId: s.appId,

@@ -1,10 +1,11 @@
 import { createHmac, randomUUID } from 'node:crypto';
+import ipaddr from 'ipaddr.js';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import { Agent, request } from 'undici';
 import { STATUS_CODE } from '../domain/message.js';
 import type { Logger } from '../observability/logger.js';
 import type { ClaimedHandoffs, HandoffUpdate, Store, WebhookRecord } from '../store/store.js';
-import { guardedLookup } from './webhook-url.js';
+import { guardedLookup, isPublicAddress } from './webhook-url.js';
 
 export interface HandoffSenderOptions {
   readonly nodeId: string;
@@ -187,6 +188,12 @@ export class HandoffSender {
     const signature = createHmac('sha256', hook.secret).update(body).digest('hex');
     const started = process.hrtime.bigint();
     try {
+      // An address literal is connected to without a lookup: check it here (the URL may have
+      // been stored while private addresses were allowed).
+      const host = new URL(hook.url).hostname.replace(/^\[|\]$/g, '');
+      if (!this.options.allowPrivate && ipaddr.isValid(host) && !isPublicAddress(host)) {
+        throw new Error(`webhook address ${host} is not public`);
+      }
       const res = await request(hook.url, {
         method: 'POST',
         dispatcher: this.agent,

@@ -680,6 +680,7 @@ export abstract class SqlStore implements Store {
       to: JSON.parse(m.target),
       platforms: m.platforms === null ? null : JSON.parse(m.platforms),
       ...(m.topic !== null ? { topic: m.topic, offset: Number(m.topic_offset) } : {}),
+      ...(m.revoked_at !== null ? { revoked_at: Number(m.revoked_at) } : {}),
       recipients: rows.map((r) => ({
         user: r.user_id,
         seq: Number(r.seq),

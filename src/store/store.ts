@@ -267,6 +267,8 @@ export interface MessageStatus {
   readonly platforms: readonly string[] | null;
   readonly topic?: string;
   readonly offset?: number;
+  /** When it was recalled (DELETE /v1/messages/{id}); absent while it stands. */
+  readonly revoked_at?: number;
   readonly recipients: readonly RecipientStatus[];
 }
 

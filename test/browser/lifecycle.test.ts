@@ -3,7 +3,8 @@ import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeWithBrowser, launchBrowser, type TestBrowser } from '../helpers/browser.js';
 import { type ChildServer, startChild } from '../helpers/child-server.js';
-import { tempDir } from '../helpers/server.js';
+import { startServer, type TestServer, tempDir } from '../helpers/server.js';
+import { WebhookReceiver } from '../helpers/webhook-receiver.js';
 
 const ENV = {
   PUSH_APPS: 'a:secret-a-0123456789abcdef,demo:demo-secret-0123456789abcdef',
@@ -88,5 +89,57 @@ describeWithBrowser('demo page: recall and read sync in Chromium', () => {
     await laptop.waitForSelector('li.message >> text=see you');
     expect((await state(laptop)).received).not.toContain(first.id);
     expect((await state(laptop)).received).toContain(third.id);
+  });
+});
+
+describeWithBrowser('dashboard: webhook panel in Chromium', () => {
+  const ADMIN = 'lifecycle-admin-token-0001';
+  let server: TestServer;
+  let browser: TestBrowser;
+  let rx: WebhookReceiver;
+
+  beforeAll(async () => {
+    rx = await WebhookReceiver.start();
+    [server, browser] = await Promise.all([
+      startServer({
+        PUSH_APPS: 'demo:demo-secret-0123456789abcdef',
+        PUSH_ADMIN_TOKEN: ADMIN,
+        PUSH_WEBHOOK_ALLOW_PRIVATE: 'true',
+        PUSH_WEBHOOK_POLL_MS: '50',
+      }),
+      launchBrowser(),
+    ]);
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await server?.stop();
+    await rx?.stop();
+  });
+
+  it('shows the app’s webhook and its hand-offs by state', async () => {
+    const put = await fetch(`${server.http}/v1/webhook`, {
+      method: 'PUT',
+      headers: { authorization: DEMO_AUTH, 'content-type': 'application/json' },
+      body: JSON.stringify({ url: rx.url, after_ms: 0 }),
+    });
+    expect(put.status).toBe(200);
+    for (const user of ['off-1', 'off-2']) {
+      const r = await fetch(`${server.http}/v1/push`, {
+        method: 'POST',
+        headers: { authorization: DEMO_AUTH, 'content-type': 'application/json' },
+        body: JSON.stringify({ to: { users: [user] }, data: 'x' }),
+      });
+      expect(r.status).toBe(202);
+    }
+    await rx.until((r) => r.length >= 2);
+
+    const page = await browser.page();
+    await page.goto(`${server.http}/dashboard`);
+    await page.fill('input[name="admin-token"]', ADMIN);
+    await page.click('form.login button[type="submit"]');
+    await page.waitForSelector(`[data-testid="webhook-config"] >> text=${rx.url}`);
+    await page.waitForSelector('[data-testid="webhook-counts"] [data-state="delivered"] >> text=delivered 2');
+    await browser.screenshot(page, 'dashboard-webhook.png');
+    await page.close();
   });
 });

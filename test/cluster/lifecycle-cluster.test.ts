@@ -120,7 +120,7 @@ await describeWithServices(['mysql', 'redis'], 'message lifecycle on two nodes',
     const watcher = await open(0, u('pw'), 'w', [topic]);
     await watcher.request({ op: 'subscribe', topic, presence: true });
     let guest = await open(1, u('pg'), 'g', [topic]);
-    await guest.request({ op: 'subscribe', topic });
+    await guest.request({ op: 'subscribe', topic, presence: true });
     expect(await watcher.next((f) => f.op === 'join')).toEqual({
       op: 'join',
       topic,
@@ -130,7 +130,7 @@ await describeWithServices(['mysql', 'redis'], 'message lifecycle on two nodes',
     // The guest moves to node 0 (a node restart, a load balancer): leave then join, cancelled.
     await guest.close();
     guest = await open(0, u('pg'), 'g', [topic]);
-    await guest.request({ op: 'subscribe', topic });
+    await guest.request({ op: 'subscribe', topic, presence: true });
     await guest.close();
     expect(await watcher.next((f) => f.op === 'join' || f.op === 'leave')).toEqual({
       op: 'leave',

@@ -545,6 +545,8 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
         expect(again).toMatchObject({ id: 'gone', revoked: 0, first: false, recipients: [] });
 
         const status = await store.getMessageStatus(app, 'gone', at + 3);
+        expect(status!.revoked_at).toBe(at + 1);
+        expect((await store.getMessageStatus(app, 'keep', at + 3))!.revoked_at).toBeUndefined();
         expect(Object.fromEntries(status!.recipients.map((r) => [r.user, r.status]))).toEqual({
           u: 'revoked',
           v: 'acked',

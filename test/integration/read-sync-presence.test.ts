@@ -89,24 +89,23 @@ describe('read sync and topic presence events', () => {
     }
   });
 
-  it('presence events: subscribers that asked get join and (debounced) leave of others; a quick rejoin sends neither', async () => {
+  it('presence events: subscribers that take part get join and (debounced) leave of each other; a quick rejoin sends neither', async () => {
     const watcher = await connect('p-watch', 'w', ['room:*']);
     expect(await watcher.request({ op: 'subscribe', topic: 'room:7', presence: true })).toMatchObject({
       op: 'subscribed',
     });
+    // A plain subscriber is neither announced nor told anything.
     const quiet = await connect('p-quiet', 'q', ['room:*']);
     await quiet.request({ op: 'subscribe', topic: 'room:7' });
-    // quiet's own join reached the watcher; quiet asked for nothing and gets nothing.
+
+    const guest = await connect('p-guest', 'g', ['room:*']);
+    await guest.request({ op: 'subscribe', topic: 'room:7', presence: true });
     expect(await watcher.next((f) => f.op === 'join')).toEqual({
       op: 'join',
       topic: 'room:7',
-      user: 'p-quiet',
-      device: 'q',
+      user: 'p-guest',
+      device: 'g',
     });
-
-    const guest = await connect('p-guest', 'g', ['room:*']);
-    await guest.request({ op: 'subscribe', topic: 'room:7' });
-    expect(await watcher.next((f) => f.op === 'join')).toMatchObject({ user: 'p-guest', device: 'g' });
     const left = Date.now();
     await guest.request({ op: 'unsubscribe', topic: 'room:7' });
     expect(await watcher.next((f) => f.op === 'leave')).toEqual({
@@ -118,17 +117,18 @@ describe('read sync and topic presence events', () => {
     expect(Date.now() - left).toBeGreaterThanOrEqual(DEBOUNCE_MS - 20);
 
     // A reconnect storm: the guest drops and comes back inside the window, five times.
-    await guest.request({ op: 'subscribe', topic: 'room:7' });
+    await guest.request({ op: 'subscribe', topic: 'room:7', presence: true });
     await watcher.next((f) => f.op === 'join' && f.user === 'p-guest');
     let current = guest;
     for (let i = 0; i < 5; i++) {
       await current.close();
       current = await connect('p-guest', 'g', ['room:*']);
-      await current.request({ op: 'subscribe', topic: 'room:7' });
+      await current.request({ op: 'subscribe', topic: 'room:7', presence: true });
     }
     // One more, later, event proves the storm produced nothing in between.
     const marker = await connect('p-marker', 'm', ['room:*']);
-    await marker.request({ op: 'subscribe', topic: 'room:7' });
+    await marker.request({ op: 'subscribe', topic: 'room:7', presence: true });
+    expect(await current.next((f) => f.op === 'join')).toMatchObject({ user: 'p-marker' });
     // A leave held from the storm would fire before the marker's own (held just as long, later).
     await marker.request({ op: 'unsubscribe', topic: 'room:7' });
     const next = await watcher.next((f) => f.op === 'join' || f.op === 'leave');
@@ -179,7 +179,7 @@ describe('read sync and topic presence events', () => {
       sdk.subscribe('lobby', () => {}, { presence: true, since: 0 });
       await live;
       const peer = await connect('p-peer', 'pd', ['lobby']);
-      await peer.request({ op: 'subscribe', topic: 'lobby' });
+      await peer.request({ op: 'subscribe', topic: 'lobby', presence: true });
       await first;
       expect(events[0]).toEqual({ op: 'join', topic: 'lobby', user: 'p-peer', device: 'pd' });
     } finally {

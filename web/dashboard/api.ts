@@ -50,6 +50,12 @@ export interface RoomSettings {
   merge_ms: number;
 }
 
+export interface WebhookPanel {
+  app: string;
+  webhook: { url: string; after_ms: number } | null;
+  handoffs: Record<'pending' | 'delivered' | 'failed', number>;
+}
+
 export class AdminError extends Error {
   constructor(
     readonly status: number,
@@ -89,6 +95,10 @@ export class AdminApi {
 
   rooms(app: string): Promise<{ rooms: RoomSettings[] }> {
     return this.call('GET', `/v1/admin/rooms?${new URLSearchParams({ app })}`);
+  }
+
+  webhook(app: string): Promise<WebhookPanel> {
+    return this.call('GET', `/v1/admin/webhook?${new URLSearchParams({ app })}`);
   }
 
   push(body: Record<string, unknown>): Promise<{ id: string; recipients: number; duplicate: boolean }> {

@@ -13,6 +13,7 @@ import {
   type RecentMessage,
   type RoomSettings,
   type StatsSnapshot,
+  type WebhookPanel,
 } from './api.js';
 import { TimeChart } from './chart.js';
 
@@ -469,6 +470,40 @@ function GroupsAndRooms(props: { api: AdminApi; app: string; onError: (e: unknow
   );
 }
 
+/** The app's offline hand-off webhook: where it points, its delay, and hand-offs by state. */
+function Webhook(props: { api: AdminApi; app: string; onError: (e: unknown) => void }) {
+  const [panel, setPanel] = useState<WebhookPanel | null>(null);
+  usePoll(async () => setPanel(await props.api.webhook(props.app)), MESSAGES_EVERY_MS, props.onError, [
+    props.api,
+    props.app,
+  ]);
+  return (
+    <section class="card wide" id="webhook">
+      <h2>
+        Offline hand-off webhook of <code>{props.app}</code>
+      </h2>
+      {panel?.webhook ? (
+        <p data-testid="webhook-config">
+          <code>{panel.webhook.url}</code> after {panel.webhook.after_ms} ms
+        </p>
+      ) : (
+        <p class="muted" data-testid="webhook-config">
+          none set (PUT /v1/webhook or <code>message-push webhook set</code>)
+        </p>
+      )}
+      {panel && (
+        <p data-testid="webhook-counts">
+          {(['pending', 'delivered', 'failed'] as const).map((k) => (
+            <span key={k} class={`status ${k === 'delivered' ? 'acked' : k}`} data-state={k}>
+              {k} {panel.handoffs[k]}
+            </span>
+          ))}
+        </p>
+      )}
+    </section>
+  );
+}
+
 function Dashboard(props: { api: AdminApi; onLogout: (why: string | null) => void }) {
   const { api } = props;
   const [stats, setStats] = useState<StatsSnapshot | null>(null);
@@ -516,6 +551,7 @@ function Dashboard(props: { api: AdminApi; onLogout: (why: string | null) => voi
         </div>
         {app && <GroupsAndRooms api={api} app={app} onError={onError} />}
         {app && <RecentMessages api={api} app={app} onError={onError} />}
+        {app && <Webhook api={api} app={app} onError={onError} />}
       </main>
     </>
   );

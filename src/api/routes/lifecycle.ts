@@ -2,16 +2,21 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import type { AppRegistry } from '../../auth/app-registry.js';
 import { PushError } from '../../domain/errors.js';
-import { isValidMessageId } from '../../domain/ids.js';
+import { isValidAppId, isValidMessageId } from '../../domain/ids.js';
 import type { Recall } from '../../lifecycle/recall.js';
 import { MAX_WEBHOOK_URL } from '../../lifecycle/webhook-url.js';
 import { MAX_AFTER_MS, type Webhooks } from '../../lifecycle/webhooks.js';
+import type { Store } from '../../store/store.js';
+import { adminAuth } from './admin.js';
 import { basicAuth } from './push.js';
 
 export interface LifecycleRouteDeps {
   readonly apps: AppRegistry;
   readonly recall: Recall;
   readonly webhooks: Webhooks;
+  readonly store: Store;
+  /** PUSH_ADMIN_TOKEN, for the dashboard's webhook panel (null: admin API off). */
+  readonly adminToken: string | null;
 }
 
 const ErrorBody = Type.Object({
@@ -29,6 +34,7 @@ const WebhookView = Type.Object({
  * Server API of the message lifecycle:
  *   DELETE /v1/messages/{id}   recall → {"id","revoked"}
  *   PUT|GET|DELETE /v1/webhook the app's offline hand-off webhook
+ *   GET /v1/admin/webhook?app= the dashboard's view: URL, delay, hand-offs by state (no secret)
  */
 export function registerLifecycleRoutes(app: FastifyInstance, deps: LifecycleRouteDeps): void {
   const preHandler = basicAuth(deps.apps);
@@ -99,6 +105,40 @@ export function registerLifecycleRoutes(app: FastifyInstance, deps: LifecycleRou
     async (req, reply) => {
       await deps.webhooks.delete(req.appId); // idempotent: 204 whether or not one was set
       return reply.status(204).send();
+    },
+  );
+
+  app.get(
+    '/v1/admin/webhook',
+    {
+      preHandler: adminAuth(deps.adminToken),
+      schema: {
+        querystring: Type.Object({ app: Type.String() }),
+        response: {
+          200: Type.Object({
+            app: Type.String(),
+            webhook: Type.Union([Type.Object({ url: Type.String(), after_ms: Type.Integer() }), Type.Null()]),
+            handoffs: Type.Object({
+              pending: Type.Integer(),
+              delivered: Type.Integer(),
+              failed: Type.Integer(),
+            }),
+          }),
+          400: ErrorBody,
+          401: ErrorBody,
+          403: ErrorBody,
+        },
+      },
+    },
+    async (req) => {
+      const { app: appId } = req.query as { app: string };
+      if (!isValidAppId(appId)) throw new PushError('bad_request', 'app: invalid');
+      const hook = await deps.webhooks.get(appId);
+      return {
+        app: appId,
+        webhook: hook ? { url: hook.url, after_ms: hook.after_ms } : null,
+        handoffs: await deps.store.handoffCounts(appId),
+      };
     },
   );
 }
