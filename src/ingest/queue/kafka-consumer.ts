@@ -172,7 +172,8 @@ export class KafkaConsumer implements QueueConsumer {
       clientId: `message-push-${this.config.consumerName}-${role}`,
       bootstrapBrokers: this.target.brokers,
       connectTimeout: CONNECT_TIMEOUT_MS,
-      retries: 3,
+      retries: 6,
+      retryDelay: 500,
       ...(this.target.tls ? { tls: {} } : {}),
       ...(this.target.sasl ? { sasl: this.target.sasl } : {}),
     };
