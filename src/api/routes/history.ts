@@ -23,7 +23,7 @@ function intParam(q: Query, name: string): number | null {
 }
 
 /**
- * History paging rules (API.md): no bound → the newest `limit`; `after_*` pages forward,
+ * History paging rules (docs/reference/server-api.md "Users"): no bound → the newest `limit`; `after_*` pages forward,
  * `before_*` backward; oldest first either way. `from`/`to` (ms) filter by timestamp.
  */
 export function parseHistoryQuery(raw: unknown, unit: 'seq' | 'offset') {
