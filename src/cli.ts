@@ -26,7 +26,7 @@ Usage:
                      [--cpu-prof DIR] [--rates 1000,2500,5000]
                      [--shards N --db-url mysql://… --bus-url redis://…]
 
-Settings (flags or PUSH_* environment variables): see README "Configuration".`;
+Settings (flags or PUSH_* environment variables): see docs/configuration.md.`;
 
 const kebab = (key: string) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 
