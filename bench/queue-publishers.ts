@@ -7,8 +7,8 @@ import { jetstream } from '@nats-io/jetstream';
 import { connect as natsConnect } from '@nats-io/transport-node';
 import amqp from 'amqplib';
 import { Redis } from 'ioredis';
-import { PUSH_QUEUE } from '../ingest/rabbitmq-consumer.js';
-import { PUSH_STREAM } from '../ingest/redis-streams-consumer.js';
+import { PUSH_QUEUE } from '../src/ingest/rabbitmq-consumer.js';
+import { PUSH_STREAM } from '../src/ingest/redis-streams-consumer.js';
 
 export type QueueKind = 'rabbitmq' | 'redis' | 'nats';
 
