@@ -1,5 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import { createHttpServer } from './api/http-server.js';
+import { PACKAGE_VERSION, registerOpenApi } from './api/openapi.js';
 import { registerAdminRoutes } from './api/routes/admin.js';
 import { registerClientRoutes } from './api/routes/client.js';
 import { registerDemoRoutes } from './api/routes/demo.js';
@@ -126,6 +127,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
   );
 
   const http = createHttpServer(log, config.limits.headersTimeoutMs);
+  await registerOpenApi(http, PACKAGE_VERSION);
   registerPushRoutes(http, { apps, ingest, maxDataBytes: config.limits.maxDataBytes });
   registerUserRoutes(http, { apps, store, presence, status });
   registerHistoryRoutes(http, { apps, store, hub, status, topicRetention });

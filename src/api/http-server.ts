@@ -10,6 +10,7 @@ import { isValidUserId } from '../domain/ids.js';
 import type { Logger } from '../observability/logger.js';
 import { safeUrl } from '../observability/logger.js';
 import { getOrCreate } from '../util/maps.js';
+import { hidden } from './schemas.js';
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -91,6 +92,7 @@ export function createHttpServer(log: Logger, headersTimeoutMs: number): Fastify
       app.route({
         method: others,
         url,
+        ...hidden,
         handler: async (req, reply) => {
           void reply.header('allow', [...methods].join(', '));
           return reply
