@@ -23,12 +23,8 @@ Usage:
   ${WEBHOOK_USAGE}
   message-push token --app A --user U [--platform pc] [--ttl 1h] [--topics 'room:*,news']
   message-push send --app A --user U --data '{"title":"hi"}' [--type notification] [--url http://localhost:8080]
-  message-push bench [--quick] [--connections 5000,15000] [--scenarios idle,broadcast,direct,store,batch,queue,ack]
-                     [--peers ws,socketio | --no-peers] [--target http://host:port --app A --secret S] [--source-addresses 8]
-                     [--cpu-prof DIR] [--rates 1000,2500,5000]
-                     [--shards N --db-url mysql://… --bus-url redis://…]
 
-Settings (flags or PUSH_* environment variables): see README "Configuration".`;
+Settings (flags or PUSH_* environment variables): see docs/configuration.md.`;
 
 const kebab = (key: string) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 
@@ -58,18 +54,6 @@ async function main(argv: string[]): Promise<number> {
       data: { type: 'string' },
       type: { type: 'string' },
       url: { type: 'string' },
-      quick: { type: 'boolean' },
-      connections: { type: 'string' },
-      scenarios: { type: 'string' },
-      'no-peers': { type: 'boolean' },
-      peers: { type: 'string' },
-      target: { type: 'string' },
-      'source-addresses': { type: 'string' },
-      shards: { type: 'string' },
-      out: { type: 'string' },
-      'cpu-prof': { type: 'string' },
-      rates: { type: 'string' },
-      after: { type: 'string' },
     },
   });
   const [command, sub, arg] = positionals;
@@ -106,41 +90,10 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'send':
       return send(config, values);
-    case 'bench': {
-      const { runBench } = await import('./bench/run.js');
-      const { DEFAULT_QUEUE_URLS } = await import('./bench/queue-publishers.js');
-      const quick = values.quick === true;
-      await runBench({
-        quick,
-        connections: (values.connections ?? (quick ? '5000' : '5000,15000')).split(',').map(Number),
-        scenarios: (values.scenarios ?? 'idle,broadcast,direct,store,batch,queue,ack').split(','),
-        peers: values['no-peers'] === true ? [] : parsePeers(values.peers ?? 'ws,socketio'),
-        target: values.target ?? null,
-        app: values.app ?? 'bench',
-        secret: values.secret ?? '',
-        sourceAddresses: Number(values['source-addresses'] ?? 8),
-        shards: Number(values.shards ?? 1),
-        dbUrl: config.store.url,
-        busUrl: config.busUrl,
-        queueUrls: config.queue.urls.length > 0 ? [...config.queue.urls] : Object.values(DEFAULT_QUEUE_URLS),
-        out: values.out ?? 'bench/results',
-        cpuProfDir: values['cpu-prof'] ?? null,
-        rates: values.rates ? values.rates.split(',').map(Number) : null,
-      });
-      return 0;
-    }
     default:
       console.error(`unknown command "${command}"\n\n${USAGE}`);
       return 1;
   }
-}
-
-/** `--peers ws,socketio`: which peers idle and broadcast run against. */
-function parsePeers(list: string): ('ws' | 'socketio')[] {
-  const peers = list.split(',').filter((p) => p !== '');
-  for (const p of peers)
-    if (p !== 'ws' && p !== 'socketio') throw new Error(`--peers: unknown peer "${p}" (ws, socketio)`);
-  return peers as ('ws' | 'socketio')[];
 }
 
 async function start(config: Config): Promise<number> {

@@ -1,5 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import { createHttpServer } from './api/http-server.js';
+import { PACKAGE_VERSION, registerOpenApi } from './api/openapi.js';
 import { registerAdminRoutes } from './api/routes/admin.js';
 import { registerAdminGroupRoutes } from './api/routes/admin-groups.js';
 import { registerClientRoutes } from './api/routes/client.js';
@@ -190,6 +191,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
     bodyTimeoutMs: config.limits.bodyTimeoutMs,
     maxPlainConnections: config.limits.maxHttpConnections,
   });
+  await registerOpenApi(http, PACKAGE_VERSION);
   registerPushRoutes(http, {
     apps,
     ingest,

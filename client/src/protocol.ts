@@ -1,4 +1,4 @@
-/** Wire shapes of protocol `push.v1.json` (shared/API.md) as the client sees them. */
+/** Wire shapes of protocol `push.v1.json` (docs/reference/client-api.md) as the client sees them. */
 
 /** A message as handed to the app. User messages carry `seq`; topic and `$all` messages carry `topic` and `offset`. */
 export interface PushMessage {
@@ -65,7 +65,7 @@ export type ClientFrame =
   | { op: 'ping' }
   | { op: 'refresh'; token: string; ref?: string };
 
-/** Close codes of API.md "Heartbeat and close". */
+/** Close codes of docs/reference/client-api.md "Heartbeat and close". */
 export const CLOSE = {
   normal: 1000,
   goingAway: 1001,

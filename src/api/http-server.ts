@@ -17,6 +17,7 @@ import {
   DEADLINE_CHECK_MS,
   moveAuthBeforeBody,
 } from './http-edges.js';
+import { hidden } from './schemas.js';
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -111,6 +112,7 @@ export function createHttpServer(
       app.route({
         method: others,
         url,
+        ...hidden,
         handler: async (req, reply) => {
           void reply.header('allow', [...methods].join(', '));
           return reply

@@ -6,7 +6,7 @@
 export interface ErrorSpec {
   /** HTTP status when the error reaches the server API. */
   readonly status: number;
-  /** The `error.code` string on the wire (API.md). Internal codes map onto these. */
+  /** The `error.code` string on the wire (docs/reference/errors.md). Internal codes map onto these. */
   readonly wire: string;
   /** Close code when the error ends a socket; absent = an error frame, connection stays. */
   readonly closeCode?: number;

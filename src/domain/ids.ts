@@ -2,7 +2,7 @@ import { randomFillSync } from 'node:crypto';
 import { v7 as uuidv7 } from 'uuid';
 
 /**
- * Identifier grammar from API.md "Identifiers". Used by every edge that accepts ids.
+ * Identifier grammar of docs/reference/server-api.md "Words". Used by every edge that accepts ids.
  */
 
 // C0, DEL and C1 control characters.

@@ -106,7 +106,7 @@ export const ALL_TOPIC = '$all';
 
 /**
  * Idempotency fingerprint: "the same body" compares type, to, platforms, data and ttl as
- * JSON values with key order ignored (API.md).
+ * JSON values with key order ignored (docs/reference/server-api.md "Push").
  */
 export function fingerprintPush(req: PushRequest): string {
   const canonical = canonicalJson({

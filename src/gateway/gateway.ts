@@ -117,7 +117,7 @@ export class Gateway {
   }
 
   /**
-   * Every check before a connection is accepted, in the order API.md implies: per-IP rate,
+   * Every check before a connection is accepted, in the order docs/reference/client-api.md implies: per-IP rate,
    * parameters (400), token presence (401), app (403), token validity (401), origin (403),
    * per-user connection limit (429).
    */
@@ -545,7 +545,7 @@ export class Gateway {
     this.close(s, closeCodeOf(code), reason, code);
   }
 
-  /** Silent for two heartbeat intervals: dropped without a close frame (API.md). */
+  /** Silent for two heartbeat intervals: dropped without a close frame (docs/reference/client-api.md). */
   private drop(s: Session): void {
     this.deps.metrics.closes.inc({ reason: 'heartbeat_timeout' });
     s.transport.terminate();

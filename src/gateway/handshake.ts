@@ -17,7 +17,7 @@ export interface HandshakeParams extends ClientCredentials {
 }
 
 /**
- * Reads app, token, device and since from the query or headers, as API.md lists them:
+ * Reads app, token, device and since from the query or headers, as docs/reference/client-api.md lists them:
  * `app` / `auth-app-id`, `token` / `Authorization: Bearer` (also as a query parameter,
  * the seed's form). Throws 400 / 401 PushErrors.
  */

@@ -12,7 +12,7 @@ import {
 } from '../domain/ids.js';
 import type { PushRequest, Target } from '../domain/message.js';
 
-/** Upper bounds from API.md "Shapes, limits and edge cases". */
+/** Upper bounds of docs/reference/server-api.md "Push". */
 export const MAX_TARGETS = 10_000;
 export const MAX_TTL_SECONDS = 2_419_200;
 export const MAX_DATA_DEPTH = 64;
@@ -50,7 +50,7 @@ const checkPushBody = TypeCompiler.Compile(PushBody);
 
 /**
  * Validates a push body (HTTP `POST /v1/push`, batch items, queue payloads) into a
- * PushRequest, or throws the PushError API.md prescribes (400 / 413).
+ * PushRequest, or throws the PushError docs/reference/server-api.md prescribes (400 / 413).
  */
 export function parsePushRequest(body: unknown, maxDataBytes: number): PushRequest {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) {

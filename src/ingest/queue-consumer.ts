@@ -120,7 +120,7 @@ export class QueueIngest {
   }
 }
 
-/** `{"reason","error":{"code","message"},"body"|"body_base64"}` (API.md "Queue ingress"). */
+/** `{"reason","error":{"code","message"},"body"|"body_base64"}` (docs/reference/queues.md). */
 export function deadLetter(err: PushError, body: Buffer, text: string | null, reason?: string): string {
   return JSON.stringify({
     reason: reason ?? err.code,

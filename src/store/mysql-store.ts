@@ -156,17 +156,3 @@ export function serverOptions(url: URL) {
     connectTimeout: 5000,
   };
 }
-
-/** Drops the database a mysql:// URL names (benchmarks and tests make their own). */
-export async function dropMysqlDatabase(urlText: string): Promise<void> {
-  const url = new URL(urlText);
-  const database = decodeURIComponent(url.pathname.replace(/^\//, ''));
-  await new Promise<void>((resolve, reject) => {
-    const conn = createConnection(serverOptions(url));
-    conn.query(`drop database if exists \`${database.replaceAll('`', '``')}\``, (err) => {
-      conn.end();
-      if (err) reject(err);
-      else resolve();
-    });
-  });
-}

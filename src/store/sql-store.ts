@@ -333,7 +333,7 @@ export abstract class SqlStore implements Store {
         seq: r.seq,
         message_pk: pk,
         devices: r.devices && JSON.stringify(r.devices),
-        // ttl 0: recipients without a live connection are expired at once (API.md).
+        // ttl 0: recipients without a live connection are expired at once (docs/reference/server-api.md "Push").
         status: live && !live.has(r.user) ? EXPIRED : PENDING,
         retries: 0,
         sent_at: null,

@@ -6,7 +6,7 @@ import { type Frame, TestClient } from '../helpers/client.js';
 import { startServer, type TestServer, tempDir } from '../helpers/server.js';
 
 /**
- * The delivery promise (API.md "Delivery promise", "Frames", ttl edge cases), checked as a
+ * The delivery promise (docs/reference/server-api.md "Delivery promise", "Push"; docs/reference/client-api.md frames), checked as a
  * property against a real server: fast-check generates a sequence of pushes (to one or more
  * users, with and without ttl, with producer ids that repeat → duplicates, or clash → 409;
  * single or in bulk batches), connects (with since = the device's last seen seq, or without

@@ -4,7 +4,7 @@ import { type APPS, startServer, type TestServer } from '../helpers/server.js';
 
 type App = keyof typeof APPS;
 
-/** Black-box tests of the delivery promise (API.md "Delivery promise", "Frames", "Push" edge cases). */
+/** Black-box tests of the delivery promise (docs/reference/server-api.md "Delivery promise", "Push"; docs/reference/client-api.md frames). */
 describe('delivery', () => {
   let t: TestServer;
   const open: TestClient[] = [];

@@ -7,7 +7,7 @@ import { waitUntil } from '../helpers/wait.js';
 type App = keyof typeof APPS;
 
 /**
- * Black-box tests of the fallback transports and the client HTTP API (API.md "Client HTTP API",
+ * Black-box tests of the fallback transports and the client HTTP API (docs/reference/client-api.md "Client HTTP API",
  * "Fallbacks", "History and counters"): SSE, long-poll, /v1/me/*.
  */
 

@@ -3,7 +3,7 @@ import { TestClient } from '../helpers/client.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 
 /**
- * Black-box tests of user history and unread counters (API.md "Server API",
+ * Black-box tests of user history and unread counters (docs/reference/server-api.md,
  * "History and counters", "Status").
  */
 describe('history', () => {

@@ -18,7 +18,7 @@ import { waitUntil } from '../helpers/wait.js';
 const run = promisify(execFile);
 
 /**
- * The driver's queue names are fixed (API.md), so runs are kept apart by deleting both queues
+ * The driver's queue names are fixed (docs/reference/queues.md), so runs are kept apart by deleting both queues
  * first; vitest runs this file's tests one after another, and no other file uses these queues.
  * The kill -9 test runs the built CLI: `npm run build` first (`npm test` does).
  */

@@ -11,7 +11,7 @@ import { describeWithService, describeWithServices } from '../helpers/services.j
 import { waitUntil } from '../helpers/wait.js';
 
 /**
- * The driver's stream names are fixed (API.md), so runs are kept apart by deleting both
+ * The driver's stream names are fixed (docs/reference/queues.md), so runs are kept apart by deleting both
  * streams first; vitest runs this file's tests one after another, and no other file uses them.
  * The kill -9 test runs the built CLI: `npm run build` first (`npm test` does).
  */

@@ -5,7 +5,7 @@ import { startServer, type TestServer } from '../helpers/server.js';
 import { waitUntil } from '../helpers/wait.js';
 
 /**
- * Slow consumers (API.md: close code 4009 "too slow (send buffer over limit; reconnect and
+ * Slow consumers (docs/reference/errors.md: close code 4009 "too slow (send buffer over limit; reconnect and
  * resume)", Limits: unsent data per connection). A client that stops reading is cut once the
  * server holds more than PUSH_MAX_SEND_BUFFER unsent bytes for it; other clients keep their
  * latency meanwhile; the cut client loses nothing when it reconnects; and the server's memory

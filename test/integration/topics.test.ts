@@ -6,7 +6,7 @@ import { APPS, startServer, type TestServer } from '../helpers/server.js';
 type App = keyof typeof APPS;
 
 /**
- * Black-box tests of topics (API.md "Words: topic", "Frames", "Socket", "History and counters",
+ * Black-box tests of topics (docs/reference/server-api.md "Words", "Topics"; docs/reference/client-api.md frames,
  * "Status"): token topic patterns, subscribe/unsubscribe, live fan-out, replay by offset,
  * retention, `$all`, topic presence and topic history.
  */

@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { TestClient } from '../helpers/client.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 
-/** Black-box tests of the server API around users (API.md "Server API", "Status", "History and counters"). */
+/** Black-box tests of the server API around users (docs/reference/server-api.md "Messages", "Users"). */
 describe('user API', () => {
   let t: TestServer;
   const open: TestClient[] = [];

@@ -9,7 +9,7 @@ import {
   type TransportParams,
 } from './transport.js';
 
-/** Seconds a poll is held by the server when nothing arrives (API.md default 25, at most 60). */
+/** Seconds a poll is held by the server when nothing arrives (docs/reference/client-api.md: default 25, at most 60). */
 export const DEFAULT_POLL_SECONDS = 25;
 
 /**

@@ -1,4 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AppRegistry } from '../../auth/app-registry.js';
 import type { StatusWriter } from '../../delivery/status-writer.js';
@@ -12,6 +13,17 @@ import type { Metrics } from '../../observability/metrics.js';
 import { StatsSampler } from '../../observability/stats.js';
 import type { Store } from '../../store/store.js';
 import { beforeBody } from '../http-edges.js';
+import {
+  AnyObject,
+  Closed,
+  describedOnly,
+  errorReplies,
+  PushBody,
+  PushResult,
+  RecentMessage,
+  tagged,
+  UserPresence,
+} from '../schemas.js';
 
 export interface AdminRouteDeps {
   /** PUSH_ADMIN_TOKEN; null disables every admin route (403 saying how to enable it). */
@@ -49,54 +61,133 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
   app.addHook('onClose', async () => stats.stop());
   const preHandler = adminAuth(deps.adminToken);
 
-  app.get('/v1/admin/stats', { preHandler }, () => stats.snapshot());
+  app.get(
+    '/v1/admin/stats',
+    {
+      preHandler,
+      ...describedOnly,
+      schema: tagged('admin', 'Totals, recent rates and connections by platform (this node)', {
+        response: { 200: AnyObject, ...errorReplies },
+      }),
+    },
+    () => stats.snapshot(),
+  );
 
-  app.get('/v1/admin/apps', { preHandler }, async () => ({
-    apps: (await store.listApps()).map((a) => a.appId),
-  }));
+  app.get(
+    '/v1/admin/apps',
+    {
+      preHandler,
+      ...describedOnly,
+      schema: tagged('admin', 'App ids', {
+        response: {
+          200: Type.Object({ apps: Type.Array(Type.String()) }, { additionalProperties: true }),
+          ...errorReplies,
+        },
+      }),
+    },
+    async () => ({
+      apps: (await store.listApps()).map((a) => a.appId),
+    }),
+  );
 
-  app.get('/v1/admin/presence', { preHandler }, async (req) => {
-    const { appId, userId } = appAndUser(req);
-    const connections = (await presence.of(appId, [userId])).get(userId) ?? [];
-    return { app: appId, user: userId, online: connections.length > 0, connections };
-  });
+  app.get(
+    '/v1/admin/presence',
+    {
+      preHandler,
+      ...describedOnly,
+      schema: tagged('admin', "A user's connections", {
+        querystring: Type.Object({ app: Type.String(), user: Type.String() }),
+        response: {
+          200: Type.Composite([Type.Object({ app: Type.String() }), UserPresence], {
+            additionalProperties: true,
+          }),
+          ...errorReplies,
+        },
+      }),
+    },
+    async (req) => {
+      const { appId, userId } = appAndUser(req);
+      const connections = (await presence.of(appId, [userId])).get(userId) ?? [];
+      return { app: appId, user: userId, online: connections.length > 0, connections };
+    },
+  );
 
-  app.delete('/v1/admin/connections', { preHandler }, async (req) => {
-    const { appId, userId } = appAndUser(req);
-    const device = (req.query as { device?: string }).device;
-    if (device !== undefined && !isValidDeviceId(device))
-      throw new PushError('bad_request', 'device: invalid');
-    return { closed: await presence.kick(appId, userId, device) };
-  });
+  app.delete(
+    '/v1/admin/connections',
+    {
+      preHandler,
+      ...describedOnly,
+      schema: tagged('admin', "Kick a user's connections (close 4003)", {
+        querystring: Type.Object({
+          app: Type.String(),
+          user: Type.String(),
+          device: Type.Optional(Type.String()),
+        }),
+        response: { 200: Closed, ...errorReplies },
+      }),
+    },
+    async (req) => {
+      const { appId, userId } = appAndUser(req);
+      const device = (req.query as { device?: string }).device;
+      if (device !== undefined && !isValidDeviceId(device))
+        throw new PushError('bad_request', 'device: invalid');
+      return { closed: await presence.kick(appId, userId, device) };
+    },
+  );
 
-  app.get('/v1/admin/messages', { preHandler }, async (req) => {
-    const q = req.query as { app?: string; limit?: string };
-    if (q.app !== undefined && q.app !== '' && !isValidAppId(q.app))
-      throw new PushError('bad_request', 'app: invalid');
-    const limit = q.limit === undefined ? DEFAULT_RECENT : Number(q.limit);
-    if (!Number.isInteger(limit) || limit < 0 || limit > MAX_RECENT) {
-      throw new PushError('bad_request', `limit: 0..${MAX_RECENT}`);
-    }
-    await status.flush(); // acks received so far are visible
-    const messages = await store.listRecentMessages({
-      appId: q.app ? q.app : null,
-      limit,
-      maxRecipients: RECENT_RECIPIENTS,
-      now: Date.now(),
-    });
-    return { messages };
-  });
+  app.get(
+    '/v1/admin/messages',
+    {
+      preHandler,
+      ...describedOnly,
+      schema: tagged('admin', 'Recent messages with per-recipient status', {
+        querystring: Type.Object({ app: Type.Optional(Type.String()), limit: Type.Optional(Type.String()) }),
+        response: {
+          200: Type.Object({ messages: Type.Array(RecentMessage) }, { additionalProperties: true }),
+          ...errorReplies,
+        },
+      }),
+    },
+    async (req) => {
+      const q = req.query as { app?: string; limit?: string };
+      if (q.app !== undefined && q.app !== '' && !isValidAppId(q.app))
+        throw new PushError('bad_request', 'app: invalid');
+      const limit = q.limit === undefined ? DEFAULT_RECENT : Number(q.limit);
+      if (!Number.isInteger(limit) || limit < 0 || limit > MAX_RECENT) {
+        throw new PushError('bad_request', `limit: 0..${MAX_RECENT}`);
+      }
+      await status.flush(); // acks received so far are visible
+      const messages = await store.listRecentMessages({
+        appId: q.app ? q.app : null,
+        limit,
+        maxRecipients: RECENT_RECIPIENTS,
+        now: Date.now(),
+      });
+      return { messages };
+    },
+  );
 
-  app.post('/v1/admin/push', { preHandler }, async (req, reply) => {
-    const body = req.body as Record<string, unknown> | undefined;
-    const appId = body?.app;
-    if (!isValidAppId(appId) || !(await deps.apps.find(appId))) {
-      throw new PushError('bad_request', 'app: the id of an existing app');
-    }
-    const { app: _app, ...push } = body!;
-    const result = await ingest.push(appId, parsePushRequest(push, deps.maxDataBytes), 'admin');
-    return reply.status(202).send(result);
-  });
+  app.post(
+    '/v1/admin/push',
+    {
+      preHandler,
+      ...describedOnly,
+      schema: tagged('admin', 'Push as any app', {
+        body: Type.Composite([Type.Object({ app: Type.String() }), PushBody], { additionalProperties: true }),
+        response: { 202: PushResult, ...errorReplies },
+      }),
+    },
+    async (req, reply) => {
+      const body = req.body as Record<string, unknown> | undefined;
+      const appId = body?.app;
+      if (!isValidAppId(appId) || !(await deps.apps.find(appId))) {
+        throw new PushError('bad_request', 'app: the id of an existing app');
+      }
+      const { app: _app, ...push } = body!;
+      const result = await ingest.push(appId, parsePushRequest(push, deps.maxDataBytes), 'admin');
+      return reply.status(202).send(result);
+    },
+  );
 }
 
 /** Bearer check in constant time (both sides hashed to one length first). */

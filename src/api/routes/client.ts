@@ -1,3 +1,4 @@
+import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AppRegistry } from '../../auth/app-registry.js';
 import type { TokenClaims } from '../../auth/tokens.js';
@@ -11,6 +12,19 @@ import { SseTransport } from '../../gateway/transports/sse.js';
 import type { TrustedProxies } from '../../limits/client-ip.js';
 import type { Metrics } from '../../observability/metrics.js';
 import type { Store } from '../../store/store.js';
+import {
+  AckBody,
+  Acked,
+  ClientQuery,
+  describedOnly,
+  errorReplies,
+  HistoryPage,
+  HistoryQuery,
+  PollReply,
+  ReadBody,
+  tagged,
+  Unread,
+} from '../schemas.js';
 import { historyPage, parseHistoryQuery } from './history.js';
 
 export interface ClientRouteDeps {
@@ -57,92 +71,180 @@ export function registerClientRoutes(app: FastifyInstance, deps: ClientRouteDeps
     }
   };
 
-  app.get('/v1/me/messages', async (req) => {
-    const { appId, claims } = await bearer(req);
-    const q = parseHistoryQuery(req.query, 'seq');
-    await status.flush();
-    const page = await store.readUserHistory({
-      appId,
-      userId: claims.userId,
-      ...q,
-      includeExpired: false,
-      now: Date.now(),
-    });
-    return historyPage(page);
-  });
+  app.get(
+    '/v1/me/messages',
+    {
+      ...describedOnly,
+      schema: tagged('client', "A page of the caller's history (expired messages left out)", {
+        querystring: Type.Composite([ClientQuery, HistoryQuery('seq')]),
+        response: { 200: HistoryPage, ...errorReplies },
+      }),
+    },
+    async (req) => {
+      const { appId, claims } = await bearer(req);
+      const q = parseHistoryQuery(req.query, 'seq');
+      await status.flush();
+      const page = await store.readUserHistory({
+        appId,
+        userId: claims.userId,
+        ...q,
+        includeExpired: false,
+        now: Date.now(),
+      });
+      return historyPage(page);
+    },
+  );
 
-  app.get('/v1/me/unread', async (req) => {
-    const { appId, claims } = await bearer(req);
-    await status.flush();
-    return store.readUnread(appId, claims.userId, Date.now());
-  });
+  app.get(
+    '/v1/me/unread',
+    {
+      ...describedOnly,
+      schema: tagged('client', "The caller's unread counter", {
+        querystring: ClientQuery,
+        response: { 200: Unread, ...errorReplies },
+      }),
+    },
+    async (req) => {
+      const { appId, claims } = await bearer(req);
+      await status.flush();
+      return store.readUnread(appId, claims.userId, Date.now());
+    },
+  );
 
-  app.post('/v1/me/read', async (req) => {
-    const { appId, claims } = await bearer(req);
-    const seq = (req.body as { seq?: unknown } | undefined)?.seq;
-    if (!isSeq(seq)) throw new PushError('bad_request', 'seq: a non-negative integer');
-    await status.read(appId, claims.userId, seq);
-    return store.readUnread(appId, claims.userId, Date.now());
-  });
+  app.post(
+    '/v1/me/read',
+    {
+      ...describedOnly,
+      schema: tagged('client', 'Move the read marker', {
+        querystring: ClientQuery,
+        body: ReadBody,
+        response: { 200: Unread, ...errorReplies },
+      }),
+    },
+    async (req) => {
+      const { appId, claims } = await bearer(req);
+      const seq = (req.body as { seq?: unknown } | undefined)?.seq;
+      if (!isSeq(seq)) throw new PushError('bad_request', 'seq: a non-negative integer');
+      await status.read(appId, claims.userId, seq);
+      return store.readUnread(appId, claims.userId, Date.now());
+    },
+  );
 
-  app.post('/v1/me/ack', async (req) => {
-    const { appId, claims } = await bearer(req);
-    const body = (req.body ?? {}) as { seq?: unknown; ids?: unknown; device?: unknown };
-    // The device as for the socket (?device= or a body field); without one the user acks as a whole.
-    const named = body.device ?? (req.query as { device?: unknown }).device;
-    if (named !== undefined && !isValidDeviceId(named))
-      throw new PushError('bad_request', 'device: 1..64 of [A-Za-z0-9._:-]');
-    const device = named ?? null;
-    const at = Date.now();
-    let acked: number;
-    if (body.seq !== undefined && body.ids === undefined && isSeq(body.seq)) {
-      acked = await status.ack({ kind: 'ack_upto', appId, userId: claims.userId, device, seq: body.seq, at });
-    } else if (
-      body.ids !== undefined &&
-      body.seq === undefined &&
-      Array.isArray(body.ids) &&
-      body.ids.length > 0 &&
-      body.ids.length <= 1000 &&
-      body.ids.every(isValidMessageId)
-    ) {
-      acked = await status.ack({ kind: 'ack_ids', appId, userId: claims.userId, device, ids: body.ids, at });
-    } else {
-      throw new PushError(
-        'bad_request',
-        'ack needs exactly one of seq (integer) or ids (1..1000 message ids)',
-      );
-    }
-    deps.metrics.acks.inc(acked);
-    return { acked };
-  });
+  app.post(
+    '/v1/me/ack',
+    {
+      ...describedOnly,
+      schema: tagged('client', 'Ack messages (cumulative by seq, or by ids)', {
+        querystring: ClientQuery,
+        body: AckBody,
+        response: { 200: Acked, ...errorReplies },
+      }),
+    },
+    async (req) => {
+      const { appId, claims } = await bearer(req);
+      const body = (req.body ?? {}) as { seq?: unknown; ids?: unknown; device?: unknown };
+      // The device as for the socket (?device= or a body field); without one the user acks as a whole.
+      const named = body.device ?? (req.query as { device?: unknown }).device;
+      if (named !== undefined && !isValidDeviceId(named))
+        throw new PushError('bad_request', 'device: 1..64 of [A-Za-z0-9._:-]');
+      const device = named ?? null;
+      const at = Date.now();
+      let acked: number;
+      if (body.seq !== undefined && body.ids === undefined && isSeq(body.seq)) {
+        acked = await status.ack({
+          kind: 'ack_upto',
+          appId,
+          userId: claims.userId,
+          device,
+          seq: body.seq,
+          at,
+        });
+      } else if (
+        body.ids !== undefined &&
+        body.seq === undefined &&
+        Array.isArray(body.ids) &&
+        body.ids.length > 0 &&
+        body.ids.length <= 1000 &&
+        body.ids.every(isValidMessageId)
+      ) {
+        acked = await status.ack({
+          kind: 'ack_ids',
+          appId,
+          userId: claims.userId,
+          device,
+          ids: body.ids,
+          at,
+        });
+      } else {
+        throw new PushError(
+          'bad_request',
+          'ack needs exactly one of seq (integer) or ids (1..1000 message ids)',
+        );
+      }
+      deps.metrics.acks.inc(acked);
+      return { acked };
+    },
+  );
 
-  app.get('/v1/sse', async (req, reply) => {
-    const admission = await admit(req);
-    const transport = new SseTransport(reply.raw);
-    const s = gateway.open(admission, transport); // throws (503) if a stop began meanwhile
-    hijack(reply);
-    transport.begin();
-    transport.session = s;
-    reply.raw.on('close', () => gateway.closed(s));
-    transport.send(gateway.welcomeFrame(s));
-    void gateway.replay(s, admission.since);
-  });
+  app.get(
+    '/v1/sse',
+    {
+      ...describedOnly,
+      schema: tagged('client', 'Server-Sent Events fallback: welcome, backlog, then live messages', {
+        querystring: ClientQuery,
+        response: {
+          200: { description: 'event stream', content: { 'text/event-stream': { schema: Type.String() } } },
+          ...errorReplies,
+        },
+      }),
+    },
+    async (req, reply) => {
+      const admission = await admit(req);
+      const transport = new SseTransport(reply.raw);
+      const s = gateway.open(admission, transport); // throws (503) if a stop began meanwhile
+      hijack(reply);
+      transport.begin();
+      transport.session = s;
+      reply.raw.on('close', () => gateway.closed(s));
+      transport.send(gateway.welcomeFrame(s));
+      void gateway.replay(s, admission.since);
+    },
+  );
 
-  app.get('/v1/poll', async (req, reply) => {
-    const timeout = parseTimeout((req.query as { timeout?: string }).timeout);
-    const admission = await admit(req);
-    let timer: NodeJS.Timeout | undefined;
-    const transport = new LongPollTransport(reply.raw, () => {
-      clearTimeout(timer);
-      gateway.closed(s);
-    });
-    const s = gateway.open(admission, transport); // throws (503) if a stop began meanwhile
-    hijack(reply);
-    transport.session = s;
-    reply.raw.on('close', () => transport.terminate());
-    await gateway.replay(s, admission.since);
-    if (!transport.isDone) timer = setTimeout(() => transport.close(), timeout * 1000);
-  });
+  app.get(
+    '/v1/poll',
+    {
+      ...describedOnly,
+      schema: tagged(
+        'client',
+        'Long-poll fallback: the first batch available, or an empty list after the timeout',
+        {
+          querystring: Type.Composite([
+            ClientQuery,
+            Type.Object({
+              timeout: Type.Optional(Type.String({ description: 'seconds, 0..60, default 25' })),
+            }),
+          ]),
+          response: { 200: PollReply, ...errorReplies },
+        },
+      ),
+    },
+    async (req, reply) => {
+      const timeout = parseTimeout((req.query as { timeout?: string }).timeout);
+      const admission = await admit(req);
+      let timer: NodeJS.Timeout | undefined;
+      const transport = new LongPollTransport(reply.raw, () => {
+        clearTimeout(timer);
+        gateway.closed(s);
+      });
+      const s = gateway.open(admission, transport); // throws (503) if a stop began meanwhile
+      hijack(reply);
+      transport.session = s;
+      reply.raw.on('close', () => transport.terminate());
+      await gateway.replay(s, admission.since);
+      if (!transport.isDone) timer = setTimeout(() => transport.close(), timeout * 1000);
+    },
+  );
 }
 
 /** The raw response is ours from here on (streams and held requests). */

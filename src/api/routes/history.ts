@@ -8,6 +8,17 @@ import type { TopicRetention } from '../../gateway/gateway.js';
 import type { Hub } from '../../gateway/hub.js';
 import type { HistoryRow, Store } from '../../store/store.js';
 import { userParam } from '../http-server.js';
+import {
+  describedOnly,
+  errorReplies,
+  HistoryPage,
+  HistoryQuery,
+  TopicPage,
+  TopicParams,
+  TopicPresence,
+  tagged,
+  UserParams,
+} from '../schemas.js';
 import { basicAuth } from './push.js';
 
 export const DEFAULT_PAGE = 50;
@@ -23,7 +34,7 @@ function intParam(q: Query, name: string): number | null {
 }
 
 /**
- * History paging rules (API.md): no bound → the newest `limit`; `after_*` pages forward,
+ * History paging rules (docs/reference/server-api.md "Users"): no bound → the newest `limit`; `after_*` pages forward,
  * `before_*` backward; oldest first either way. `from`/`to` (ms) filter by timestamp.
  */
 export function parseHistoryQuery(raw: unknown, unit: 'seq' | 'offset') {
@@ -69,45 +80,80 @@ export function registerHistoryRoutes(
   const { store, hub, status } = deps;
   const preHandler = basicAuth(deps.apps);
 
-  app.get('/v1/users/:user/messages', { preHandler }, async (req) => {
-    const user = userParam(req);
-    const q = parseHistoryQuery(req.query, 'seq');
-    await status.flush();
-    const page = await store.readUserHistory({
-      appId: req.appId,
-      userId: user,
-      ...q,
-      includeExpired: true,
-      now: Date.now(),
-    });
-    return historyPage(page);
-  });
+  app.get(
+    '/v1/users/:user/messages',
+    {
+      preHandler,
+      ...describedOnly,
+      schema: tagged('server', "A page of a user's history, oldest first", {
+        params: UserParams,
+        querystring: HistoryQuery('seq'),
+        response: { 200: HistoryPage, ...errorReplies },
+      }),
+    },
+    async (req) => {
+      const user = userParam(req);
+      const q = parseHistoryQuery(req.query, 'seq');
+      await status.flush();
+      const page = await store.readUserHistory({
+        appId: req.appId,
+        userId: user,
+        ...q,
+        includeExpired: true,
+        now: Date.now(),
+      });
+      return historyPage(page);
+    },
+  );
 
-  app.get('/v1/topics/:topic/messages', { preHandler }, async (req) => {
-    const topic = topicParam(req.params);
-    const q = parseHistoryQuery(req.query, 'offset');
-    const now = Date.now();
-    const page = await store.readTopicHistory({
-      appId: req.appId,
-      topic,
-      keepCount: deps.topicRetention.count,
-      keepSince: now - deps.topicRetention.ms,
-      afterOffset: q.after,
-      beforeOffset: q.before,
-      limit: q.limit,
-      forward: q.forward,
-      now,
-    });
-    return {
-      messages: page.rows.map((m) => ({ topic, offset: m.offset, ...messageView(m) })),
-      has_more: page.hasMore,
-    };
-  });
+  app.get(
+    '/v1/topics/:topic/messages',
+    {
+      preHandler,
+      ...describedOnly,
+      schema: tagged('server', "A page of a topic's history, oldest first", {
+        params: TopicParams,
+        querystring: HistoryQuery('offset'),
+        response: { 200: TopicPage, ...errorReplies },
+      }),
+    },
+    async (req) => {
+      const topic = topicParam(req.params);
+      const q = parseHistoryQuery(req.query, 'offset');
+      const now = Date.now();
+      const page = await store.readTopicHistory({
+        appId: req.appId,
+        topic,
+        keepCount: deps.topicRetention.count,
+        keepSince: now - deps.topicRetention.ms,
+        afterOffset: q.after,
+        beforeOffset: q.before,
+        limit: q.limit,
+        forward: q.forward,
+        now,
+      });
+      return {
+        messages: page.rows.map((m) => ({ topic, offset: m.offset, ...messageView(m) })),
+        has_more: page.hasMore,
+      };
+    },
+  );
 
-  app.get('/v1/topics/:topic/presence', { preHandler }, async (req) => {
-    const topic = topicParam(req.params);
-    return { topic, ...hub.topicPresence(req.appId, topic) };
-  });
+  app.get(
+    '/v1/topics/:topic/presence',
+    {
+      preHandler,
+      ...describedOnly,
+      schema: tagged('server', "A topic's subscribers on this node", {
+        params: TopicParams,
+        response: { 200: TopicPresence, ...errorReplies },
+      }),
+    },
+    async (req) => {
+      const topic = topicParam(req.params);
+      return { topic, ...hub.topicPresence(req.appId, topic) };
+    },
+  );
 }
 
 function topicParam(params: unknown): string {

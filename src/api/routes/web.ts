@@ -3,6 +3,7 @@ import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { PushError, toErrorBody } from '../../domain/errors.js';
+import { hidden } from '../schemas.js';
 
 /** Where `npm run build` puts the browser bundles (the same from src/ under tests and from dist/). */
 export const DEFAULT_WEB_ROOT = fileURLToPath(new URL('../../../dist/web/', import.meta.url));
@@ -67,13 +68,13 @@ export function registerWebRoutes(app: FastifyInstance, deps: WebRouteDeps): voi
   };
 
   const page = (name: 'demo' | 'dashboard') => {
-    app.get(`/${name}`, (_req, reply) => {
+    app.get(`/${name}`, hidden, (_req, reply) => {
       if (name === 'dashboard' && !deps.dashboardEnabled) {
         return reply.status(403).send(toErrorBody(DASHBOARD_DISABLED));
       }
       return send(reply, `${name}/index.html`);
     });
-    app.get(`/${name}/:file`, (req, reply) => {
+    app.get(`/${name}/:file`, hidden, (req, reply) => {
       const { file } = req.params as { file: string };
       if (!FILE_NAME.test(file))
         return reply.status(404).send(toErrorBody(new PushError('not_found', 'no such file')));
@@ -84,7 +85,7 @@ export function registerWebRoutes(app: FastifyInstance, deps: WebRouteDeps): voi
   };
   if (deps.demoEnabled) page('demo');
   page('dashboard');
-  app.get('/client.js', (_req, reply) => send(reply, 'client.js'));
-  app.get('/client.js.map', (_req, reply) => send(reply, 'client.js.map'));
-  if (deps.demoEnabled) app.get('/', (_req, reply) => reply.redirect('/demo'));
+  app.get('/client.js', hidden, (_req, reply) => send(reply, 'client.js'));
+  app.get('/client.js.map', hidden, (_req, reply) => send(reply, 'client.js.map'));
+  if (deps.demoEnabled) app.get('/', hidden, (_req, reply) => reply.redirect('/demo'));
 }

@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { HttpSender } from '../../../src/bench/http-sender.js';
+import { HttpSender } from '../../../bench/http-sender.js';
 
 const servers: Server[] = [];
 const senders: HttpSender[] = [];

@@ -28,7 +28,7 @@ describe('error registry', () => {
     expect(body).toEqual({ error: { code: spec.wire, message: 'why' } });
   });
 
-  it('close codes are the ones API.md lists', () => {
+  it('close codes are the ones docs/reference/errors.md lists', () => {
     const closeCodes = Object.values(ERRORS).flatMap((s) => ('closeCode' in s ? [s.closeCode] : []));
     for (const c of closeCodes) expect([1001, 1008, 1009, 1011, 1013, 4001, 4003, 4008, 4009]).toContain(c);
   });

@@ -8,7 +8,7 @@ import {
   visibleStatus,
 } from '../../../src/domain/message.js';
 
-describe('identifiers (API.md "Identifiers")', () => {
+describe('identifiers (docs/reference/server-api.md "Words")', () => {
   it('accepts 1..128 code points including emoji and RTL text', () => {
     expect(isValidOpaqueId('u')).toBe(true);
     expect(isValidOpaqueId('😀'.repeat(128))).toBe(true);

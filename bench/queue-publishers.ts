@@ -8,9 +8,9 @@ import { connect as natsConnect } from '@nats-io/transport-node';
 import { ProduceAcks, Producer } from '@platformatic/kafka';
 import amqp from 'amqplib';
 import { Redis } from 'ioredis';
-import { PUSH_TOPIC, parseKafkaUrl } from '../ingest/queue/kafka-consumer.js';
-import { PUSH_QUEUE } from '../ingest/rabbitmq-consumer.js';
-import { PUSH_STREAM } from '../ingest/redis-streams-consumer.js';
+import { PUSH_TOPIC, parseKafkaUrl } from '../src/ingest/queue/kafka-consumer.js';
+import { PUSH_QUEUE } from '../src/ingest/rabbitmq-consumer.js';
+import { PUSH_STREAM } from '../src/ingest/redis-streams-consumer.js';
 
 export type QueueKind = 'rabbitmq' | 'redis' | 'nats' | 'kafka';
 

@@ -4,7 +4,7 @@
  * Commands arrive over IPC; every run is bounded by the orchestrator's deadlines.
  */
 import WebSocket from 'ws';
-import { signClientToken } from '../auth/tokens.js';
+import { signClientToken } from '../src/auth/tokens.js';
 
 export type PeerKind = 'push' | 'ws' | 'socketio';
 

@@ -12,14 +12,15 @@ import { Agent, request } from 'node:http';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { dropMysqlDatabase } from '../store/mysql-store.js';
+import { dropMysqlDatabase } from '../test/helpers/mysql.js';
 import { HttpSender } from './http-sender.js';
 import type { PeerStats } from './peer.js';
 import { publishBodies, queueKind } from './queue-publishers.js';
 import type { PeerKind, WorkerCommand, WorkerReport } from './worker.js';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
-const CLI = join(HERE, '..', 'cli.js');
+// The bench runs from dist-bench/bench/; the server under test is the product's own build.
+const CLI = join(HERE, '..', '..', 'dist', 'cli.js');
 const MAX_SOCKETS_PER_WORKER = 15_000;
 const APP = 'bench';
 const SECRET = randomBytes(16).toString('hex');

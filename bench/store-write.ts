@@ -1,10 +1,10 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { newMessageId } from '../domain/ids.js';
-import { parsePushRequest } from '../ingest/push-request.js';
-import { createSqliteStore, type SqliteStore } from '../store/sqlite-store.js';
-import type { DeliveryUpdate, PersistItem } from '../store/store.js';
+import { newMessageId } from '../src/domain/ids.js';
+import { parsePushRequest } from '../src/ingest/push-request.js';
+import { createSqliteStore, type SqliteStore } from '../src/store/sqlite-store.js';
+import type { DeliveryUpdate, PersistItem } from '../src/store/store.js';
 
 /** One table row per transaction size (the bench's row shape). */
 export interface StoreWriteRow {

@@ -1,0 +1,82 @@
+/**
+ * `npm run bench [-- options]`: the benchmark's command line. It lives outside the product
+ * (its peers import socket.io, a dev dependency) and is built into dist-bench/.
+ */
+import { parseArgs } from 'node:util';
+import { loadConfig } from '../src/config.js';
+import { DEFAULT_QUEUE_URLS } from './queue-publishers.js';
+import { runBench } from './run.js';
+
+const USAGE = `npm run bench -- [--quick] [--connections 5000,15000]
+    [--scenarios idle,broadcast,direct,store,batch,queue,ack]
+    [--peers ws,socketio | --no-peers] [--target http://host:port --app A --secret S] [--source-addresses 8]
+    [--cpu-prof DIR] [--rates 1000,2500,5000] [--out bench/results]
+    [--shards N --db-url mysql://… --bus-url redis://…] [--queue-url amqp://…,nats://…,redis://…]`;
+
+/** `--peers ws,socketio`: which peers idle and broadcast run against. */
+function parsePeers(list: string): ('ws' | 'socketio')[] {
+  const peers = list.split(',').filter((p) => p !== '');
+  for (const p of peers)
+    if (p !== 'ws' && p !== 'socketio') throw new Error(`--peers: unknown peer "${p}" (ws, socketio)`);
+  return peers as ('ws' | 'socketio')[];
+}
+
+async function main(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      help: { type: 'boolean', short: 'h' },
+      quick: { type: 'boolean' },
+      connections: { type: 'string' },
+      scenarios: { type: 'string' },
+      'no-peers': { type: 'boolean' },
+      peers: { type: 'string' },
+      target: { type: 'string' },
+      app: { type: 'string' },
+      secret: { type: 'string' },
+      'source-addresses': { type: 'string' },
+      shards: { type: 'string' },
+      out: { type: 'string' },
+      'cpu-prof': { type: 'string' },
+      rates: { type: 'string' },
+      'db-url': { type: 'string' },
+      'bus-url': { type: 'string' },
+      'queue-url': { type: 'string' },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  // The store, bus and queues the server under test uses, read as the server reads them.
+  const config = loadConfig({
+    flags: { dbUrl: values['db-url'], busUrl: values['bus-url'], queueUrl: values['queue-url'] },
+  });
+  const quick = values.quick === true;
+  await runBench({
+    quick,
+    connections: (values.connections ?? (quick ? '5000' : '5000,15000')).split(',').map(Number),
+    scenarios: (values.scenarios ?? 'idle,broadcast,direct,store,batch,queue,ack').split(','),
+    peers: values['no-peers'] === true ? [] : parsePeers(values.peers ?? 'ws,socketio'),
+    target: values.target ?? null,
+    app: values.app ?? 'bench',
+    secret: values.secret ?? '',
+    sourceAddresses: Number(values['source-addresses'] ?? 8),
+    shards: Number(values.shards ?? 1),
+    dbUrl: config.store.url,
+    busUrl: config.busUrl,
+    queueUrls: config.queue.urls.length > 0 ? [...config.queue.urls] : Object.values(DEFAULT_QUEUE_URLS),
+    out: values.out ?? 'bench/results',
+    cpuProfDir: values['cpu-prof'] ?? null,
+    rates: values.rates ? values.rates.split(',').map(Number) : null,
+  });
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error(err instanceof Error ? err.message : err);
+    process.exit(1);
+  },
+);
