@@ -51,6 +51,8 @@ export class Hub {
   private readonly byApp = new Map<string, Set<Session>>();
   /** app\0topic → subscribers; a topic without subscribers has no entry. */
   private readonly byTopic = new Map<string, Set<Session>>();
+  /** app → sessions that unsubscribed from `$all`; an app without any has no entry. */
+  private readonly allMuted = new Map<string, number>();
   private dirty: Session[] = [];
   private flushScheduled = false;
   /**
@@ -98,6 +100,7 @@ export class Hub {
     if (app?.delete(s) && app.size === 0) this.byApp.delete(s.appId);
     if (s.subs) for (const topic of s.subs.keys()) this.removeSubscriber(s, topic);
     s.subs = null;
+    this.setAllMuted(s, false);
     this.total--;
     this.events.onUnregistered(s);
   }
@@ -123,7 +126,7 @@ export class Hub {
 
   /** Connections that a topic message would be handed to now. */
   countTopicConnections(appId: string, topic: string): number {
-    if (topic === ALL_TOPIC) return this.byApp.get(appId)?.size ?? 0;
+    if (topic === ALL_TOPIC) return (this.byApp.get(appId)?.size ?? 0) - (this.allMuted.get(appId) ?? 0);
     return this.byTopic.get(key(appId, topic))?.size ?? 0;
   }
 
@@ -133,6 +136,7 @@ export class Hub {
    */
   subscribe(s: Session, topic: string): TopicSub {
     s.subs ??= new Map();
+    if (topic === ALL_TOPIC) this.setAllMuted(s, false);
     const sub: TopicSub = { offset: 0, held: [], heldOverflow: false };
     s.subs.set(topic, sub);
     getOrCreate(this.byTopic, key(s.appId, topic), () => new Set()).add(s);
@@ -154,10 +158,20 @@ export class Hub {
     return true;
   }
 
+  /** Unsubscribing from `$all` also stops app-wide broadcasts to the session (it had them unasked). */
   unsubscribe(s: Session, topic: string): boolean {
+    if (topic === ALL_TOPIC) this.setAllMuted(s, true);
     if (!s.subs?.delete(topic)) return false;
     this.removeSubscriber(s, topic);
     return true;
+  }
+
+  private setAllMuted(s: Session, muted: boolean): void {
+    if (s.allMuted === muted) return;
+    s.allMuted = muted;
+    const n = (this.allMuted.get(s.appId) ?? 0) + (muted ? 1 : -1);
+    if (n === 0) this.allMuted.delete(s.appId);
+    else this.allMuted.set(s.appId, n);
   }
 
   private removeSubscriber(s: Session, topic: string): void {
@@ -170,7 +184,8 @@ export class Hub {
   topicPresence(appId: string, topic: string): { users: string[]; connections: number } {
     const sessions = topic === ALL_TOPIC ? this.byApp.get(appId) : this.byTopic.get(key(appId, topic));
     if (!sessions) return { users: [], connections: 0 };
-    return { users: [...new Set([...sessions].map((s) => s.userId))], connections: sessions.size };
+    const reached = [...sessions].filter((s) => !s.allMuted || topic !== ALL_TOPIC);
+    return { users: [...new Set(reached.map((s) => s.userId))], connections: reached.length };
   }
 
   /** Routes a stored user-targeted message to the live sessions of its recipients. */
@@ -208,6 +223,7 @@ export class Hub {
     }
     for (const s of sessions) {
       if (message.platforms !== null && !message.platforms.includes(s.platform)) continue;
+      if (all && s.allMuted) continue;
       // `$all` needs no subscription; one exists only to replay it, and then orders it by offset.
       const queued =
         all && !s.subs?.has(topic)

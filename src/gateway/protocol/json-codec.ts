@@ -105,7 +105,7 @@ export function decodeClientFrame(text: string): ClientFrame | FrameError {
       }
       return { op: 'subscribe', topic: f.topic, since: (f.since as number | undefined) ?? null, ref };
     case 'unsubscribe':
-      return isValidTopic(f.topic)
+      return isValidTopic(f.topic) || f.topic === ALL_TOPIC
         ? { op: 'unsubscribe', topic: f.topic, ref }
         : bad('unsubscribe.topic is invalid');
     case 'ping':
