@@ -10,6 +10,8 @@ import { registerUserRoutes } from './api/routes/users.js';
 import { registerWebRoutes } from './api/routes/web.js';
 import { AppRegistry } from './auth/app-registry.js';
 import { createBus } from './bus/create-bus.js';
+import { ClusterAudience } from './cluster/audience.js';
+import { SubscriptionLog } from './cluster/subscription-log.js';
 import type { Config } from './config.js';
 import { Maintenance } from './delivery/maintenance.js';
 import { RetryScheduler } from './delivery/retry-scheduler.js';
@@ -64,6 +66,9 @@ export async function createServer(config: Config, options: { log?: Logger } = {
   }
   const status = new StatusWriter(store, config.delivery.resendMs, log);
   const connections = new ConnectionLog(store, config.nodeId, log);
+  const cluster =
+    config.busUrl === '' ? null : { store, nodeId: config.nodeId, heartbeatMs: config.heartbeatMs };
+  const subscriptions = cluster ? new SubscriptionLog(store, config.nodeId, log) : null;
   let gateway: Gateway | undefined;
   const hub = new Hub(
     config.nodeId,
@@ -75,16 +80,17 @@ export async function createServer(config: Config, options: { log?: Logger } = {
         status.markSent(s.appId, s.userId, seqs, now);
       },
       onRegistered: (s) => gateway!.registered(s),
-      onUnregistered: (s) => gateway!.unregistered(s),
+      onUnregistered: (s) => {
+        gateway!.unregistered(s);
+        subscriptions?.closed(s.id);
+      },
+      onSubscription: (s, topic, on) => subscriptions?.changed(s, topic, on),
       onClosedByServer: (_s, reason) => metrics.closes.inc({ reason }),
       onGap: (s) => gateway!.repairGap(s),
     },
   );
-  const presence = new Presence(
-    hub,
-    bus,
-    config.busUrl === '' ? null : { store, nodeId: config.nodeId, heartbeatMs: config.heartbeatMs },
-  );
+  const presence = new Presence(hub, bus, cluster);
+  const audience = new ClusterAudience(hub, cluster);
   gateway = new Gateway(
     {
       nodeId: config.nodeId,
@@ -100,7 +106,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
     else if (e.kind === 'topic') hub.deliverToTopic(e.message);
     else hub.kick(e.appId, e.userId, e.device);
   });
-  const ingest = new Ingest(store, new Router(bus), hub, metrics);
+  const ingest = new Ingest(store, new Router(bus), audience, metrics);
   const consumers = createQueueConsumers(config.queue, config.nodeId, {
     queue: new QueueIngest(ingest, apps, config.limits.maxDataBytes, log),
     metrics,
@@ -112,6 +118,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
     { resendMs: config.delivery.resendMs, maxRetries: config.delivery.maxRetries, backoff: RESEND_BACKOFF },
     metrics,
     log,
+    cluster,
   );
   const maintenance = new Maintenance(
     store,
@@ -128,7 +135,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
   const http = createHttpServer(log, config.limits.headersTimeoutMs);
   registerPushRoutes(http, { apps, ingest, maxDataBytes: config.limits.maxDataBytes });
   registerUserRoutes(http, { apps, store, presence, status });
-  registerHistoryRoutes(http, { apps, store, hub, status, topicRetention });
+  registerHistoryRoutes(http, { apps, store, audience, status, topicRetention });
   registerClientRoutes(http, { apps, store, status, gateway, metrics, trustProxy: config.trustProxy });
   registerOperationRoutes(http, {
     metrics,
@@ -149,6 +156,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
     ingest,
     metrics,
     maxDataBytes,
+    statsCluster: cluster,
   });
   registerDemoRoutes(http, { enabled: config.demoTokens, apps, ingest, maxDataBytes });
   registerWebRoutes(http, { dashboardEnabled: config.adminToken !== null });
@@ -206,6 +214,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
         websocket.close();
         await status.flush();
         await connections.flush();
+        await subscriptions?.flush();
         await store.markNodeOffline(config.nodeId, Date.now());
         await retries.stop();
         await maintenance.stop();

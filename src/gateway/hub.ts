@@ -26,6 +26,11 @@ export interface HubEvents {
   onGap(s: Session): void;
   /** The hub itself closed a session (`slow`, `kicked`). */
   onClosedByServer(s: Session, reason: string): void;
+  /**
+   * A live session subscribed to a topic or unsubscribed from it (for `$all`: whether it
+   * receives app-wide broadcasts). Not called for the subscriptions a closing session drops.
+   */
+  onSubscription?(s: Session, topic: string, subscribed: boolean): void;
 }
 
 /** One connection as presence reports it: the connections table's row, without its user. */
@@ -100,7 +105,7 @@ export class Hub {
     if (app?.delete(s) && app.size === 0) this.byApp.delete(s.appId);
     if (s.subs) for (const topic of s.subs.keys()) this.removeSubscriber(s, topic);
     s.subs = null;
-    this.setAllMuted(s, false);
+    this.setAllMuted(s, false, false);
     this.total--;
     this.events.onUnregistered(s);
   }
@@ -140,6 +145,7 @@ export class Hub {
     const sub: TopicSub = { offset: 0, held: [], heldOverflow: false };
     s.subs.set(topic, sub);
     getOrCreate(this.byTopic, key(s.appId, topic), () => new Set()).add(s);
+    if (topic !== ALL_TOPIC) this.events.onSubscription?.(s, topic, true);
     return sub;
   }
 
@@ -163,12 +169,14 @@ export class Hub {
     if (topic === ALL_TOPIC) this.setAllMuted(s, true);
     if (!s.subs?.delete(topic)) return false;
     this.removeSubscriber(s, topic);
+    if (topic !== ALL_TOPIC) this.events.onSubscription?.(s, topic, false);
     return true;
   }
 
-  private setAllMuted(s: Session, muted: boolean): void {
+  private setAllMuted(s: Session, muted: boolean, notify = true): void {
     if (s.allMuted === muted) return;
     s.allMuted = muted;
+    if (notify) this.events.onSubscription?.(s, ALL_TOPIC, !muted);
     const n = (this.allMuted.get(s.appId) ?? 0) + (muted ? 1 : -1);
     if (n === 0) this.allMuted.delete(s.appId);
     else this.allMuted.set(s.appId, n);

@@ -9,6 +9,8 @@ export interface Database {
   topic_state: TopicStateTable;
   connections: ConnectionsTable;
   nodes: NodesTable;
+  subscriptions: SubscriptionsTable;
+  node_stats: NodeStatsTable;
 }
 
 export interface AppsTable {
@@ -91,4 +93,21 @@ export interface ConnectionsTable {
 export interface NodesTable {
   node: string;
   last_heartbeat: number;
+}
+
+/** A connection's topic subscription, for topic recipients and presence on other nodes. */
+export interface SubscriptionsTable {
+  connection_id: string;
+  /** A topic, or `$all-muted` for a connection that unsubscribed from `$all`. */
+  topic: string;
+  app_id: string;
+  user_id: string;
+  node: string;
+}
+
+/** A node's dashboard figures (JSON), rewritten once per stats interval. */
+export interface NodeStatsTable {
+  node: string;
+  at: number;
+  stats: string;
 }

@@ -8,7 +8,13 @@ export type SqlDialect = 'sqlite' | 'mysql';
  * case-sensitive) and MEDIUMTEXT for data up to the configurable limit.
  */
 export function migrationProvider(dialect: SqlDialect): MigrationProvider {
-  return { getMigrations: async () => ({ '001_initial': initial(dialect), '002_nodes': nodes(dialect) }) };
+  return {
+    getMigrations: async () => ({
+      '001_initial': initial(dialect),
+      '002_nodes': nodes(dialect),
+      '006_cluster': cluster(dialect),
+    }),
+  };
 }
 
 function initial(dialect: SqlDialect): Migration {
@@ -177,6 +183,51 @@ function nodes(dialect: SqlDialect): Migration {
       // Only the stale-row sweep used it; each open and close paid for it.
       const drop = db.schema.dropIndex('connections_status_heartbeat');
       await (my ? drop.on('connections') : drop).execute();
+    },
+  };
+}
+
+/**
+ * What other nodes need to know of a node's connections beyond who is online: topic
+ * subscriptions (cluster-wide topic recipients and presence; `$all-muted` rows for
+ * connections that unsubscribed from `$all`) and each node's dashboard figures. The app's
+ * online connections are counted for `$all` by (app, status), without a walk over its
+ * offline rows kept for retention.
+ */
+function cluster(dialect: SqlDialect): Migration {
+  const my = dialect === 'mysql';
+  const id = (n: number) => (my ? sql`varchar(${sql.raw(String(n))}) collate utf8mb4_bin` : sql`text`);
+  const big = my ? 'bigint' : 'integer';
+  return {
+    async up(db: Kysely<unknown>) {
+      const table = (name: string) => {
+        const t = db.schema.createTable(name);
+        return my ? t.modifyEnd(sql`engine=InnoDB default charset=utf8mb4 collate=utf8mb4_bin`) : t;
+      };
+      await table('subscriptions')
+        .addColumn('connection_id', id(64), (c) => c.notNull())
+        .addColumn('topic', id(128), (c) => c.notNull())
+        .addColumn('app_id', id(64), (c) => c.notNull())
+        .addColumn('user_id', id(128), (c) => c.notNull())
+        .addColumn('node', id(128), (c) => c.notNull())
+        .addPrimaryKeyConstraint('subscriptions_pk', ['connection_id', 'topic'])
+        .execute();
+      await db.schema
+        .createIndex('subscriptions_topic')
+        .on('subscriptions')
+        .columns(['app_id', 'topic', 'node'])
+        .execute();
+      await db.schema.createIndex('subscriptions_node').on('subscriptions').column('node').execute();
+      await db.schema
+        .createIndex('connections_app_online')
+        .on('connections')
+        .columns(['app_id', 'status', 'node'])
+        .execute();
+      await table('node_stats')
+        .addColumn('node', id(128), (c) => c.primaryKey())
+        .addColumn('at', big, (c) => c.notNull())
+        .addColumn('stats', sql`text`, (c) => c.notNull())
+        .execute();
     },
   };
 }
