@@ -11,6 +11,7 @@ import { registerWebRoutes } from './api/routes/web.js';
 import { AppRegistry } from './auth/app-registry.js';
 import { createBus } from './bus/create-bus.js';
 import { ClusterAudience } from './cluster/audience.js';
+import { InterestTracker } from './cluster/interest-tracker.js';
 import { SubscriptionLog } from './cluster/subscription-log.js';
 import type { Config } from './config.js';
 import { Maintenance } from './delivery/maintenance.js';
@@ -59,7 +60,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
   const topicRetention = { count: config.delivery.topicRetentionCount, ms: config.delivery.topicRetentionMs };
   let bus: Awaited<ReturnType<typeof createBus>>;
   try {
-    bus = await createBus(config.busUrl, config.nodeId, log);
+    bus = await createBus(config.busUrl, config.nodeId, log, config.busRouting);
   } catch (err) {
     await store.close();
     throw err;
@@ -90,6 +91,8 @@ export async function createServer(config: Config, options: { log?: Logger } = {
     },
   );
   const presence = new Presence(hub, bus, cluster);
+  const interest = cluster ? new InterestTracker(bus, hub) : null;
+  metrics.busFrames(() => bus.framesReceived);
   const audience = new ClusterAudience(hub, cluster);
   gateway = new Gateway(
     {
@@ -99,7 +102,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
       allowedOrigins: config.allowedOrigins,
       topicRetention,
     },
-    { hub, store, apps, status, connections, presence, metrics, log },
+    { hub, store, apps, status, connections, presence, interest, metrics, log },
   );
   bus.subscribe((e) => {
     if (e.kind === 'users') hub.deliverToUsers(e.message, e.recipients);
@@ -194,6 +197,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
         throw err;
       }
       gateway!.start();
+      interest?.start();
       maintenance.start();
       retries.start();
       const port = (http.server.address() as AddressInfo).port;
@@ -216,6 +220,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
         await connections.flush();
         await subscriptions?.flush();
         await store.markNodeOffline(config.nodeId, Date.now());
+        interest?.stop();
         await retries.stop();
         await maintenance.stop();
         await bus.close();

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { AppRegistry } from '../auth/app-registry.js';
 import type { TokenClaims } from '../auth/tokens.js';
+import type { InterestTracker } from '../cluster/interest-tracker.js';
 import type { LimitsConfig } from '../config.js';
 import type { StatusWriter } from '../delivery/status-writer.js';
 import { isPushError, PushError } from '../domain/errors.js';
@@ -50,6 +51,8 @@ export interface GatewayDeps {
   readonly connections: ConnectionLog;
   /** Connections of a user on other nodes, for the cluster-wide per-user limit. */
   readonly presence: Pick<Presence, 'countElsewhere'>;
+  /** Cluster mode: makes the bus bring this node a user's or topic's envelopes before they are needed. */
+  readonly interest?: Pick<InterestTracker, 'user' | 'topic'> | null;
   readonly metrics: Metrics;
   readonly log: Logger;
 }
@@ -127,6 +130,8 @@ export class Gateway {
     if (open >= this.options.limits.maxConnectionsPerUser) {
       throw new PushError('too_many_connections', `user already has ${open} connections`);
     }
+    // Listening before the session exists: whatever is committed after its backlog read is routed here.
+    await this.deps.interest?.user(params.appId, claims.userId);
     return {
       appId: params.appId,
       claims,
@@ -339,6 +344,8 @@ export class Gateway {
     const { hub, store } = this.deps;
     hub.unsubscribe(s, topic);
     const sub = hub.subscribe(s, topic);
+    await this.deps.interest?.topic(s.appId, topic);
+    if (s.state === CLOSED) return;
     const current = await store.topicOffset(s.appId, topic);
     if (s.state === CLOSED) return;
     this.reply(s, encodeControl('subscribed', { topic, offset: current }, ref));
