@@ -41,11 +41,15 @@ export async function recordSubscriptions(
         : insert.onConflict((oc) => oc.columns(['connection_id', 'topic']).doNothing())
       ).execute();
     }
-    for (const c of removes) {
+    for (let i = 0; i < removes.length; i += 200) {
+      const chunk = removes.slice(i, i + 200);
       await trx
         .deleteFrom('subscriptions')
-        .where('connection_id', '=', c.connectionId)
-        .where('topic', '=', c.topic)
+        .where((eb) =>
+          eb.or(
+            chunk.map((c) => eb.and([eb('connection_id', '=', c.connectionId), eb('topic', '=', c.topic)])),
+          ),
+        )
         .execute();
     }
     for (let i = 0; i < closed.length; i += 500) {

@@ -726,12 +726,21 @@ export abstract class SqlStore implements Store {
           )
           .execute();
       }
-      for (const c of changes) {
-        if (c.kind !== 'close') continue;
+      // Closes in one statement per chunk (each row its own time): a batch is two statements, not one per close.
+      const closes = changes.filter((c) => c.kind === 'close');
+      for (const chunk of chunks(closes, 500)) {
+        const at = sql<number>`case connection_id ${sql.join(
+          chunk.map((c) => sql`when ${c.connectionId} then ${c.at}`),
+          sql` `,
+        )} end`;
         await trx
           .updateTable('connections')
-          .set({ status: 'offline', disconnected_at: c.at })
-          .where('connection_id', '=', c.connectionId)
+          .set({ status: 'offline', disconnected_at: at })
+          .where(
+            'connection_id',
+            'in',
+            chunk.map((c) => c.connectionId),
+          )
           .execute();
       }
     });

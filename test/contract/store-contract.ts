@@ -450,6 +450,29 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
         expect(await store.markNodeOffline(node, 3000)).toBe(1);
         expect(await store.markNodeOffline(node, 3000)).toBe(0);
         await store.ping();
+
+        // Several closes in one batch (one statement), an open and its close among them.
+        const open = (id: string, at: number) => ({
+          kind: 'open' as const,
+          connectionId: `${app}-${id}`,
+          appId: app,
+          userId: 'w',
+          device: id,
+          platform: 'web',
+          node,
+          at,
+        });
+        await store.touchNode(node, 4000);
+        await store.recordConnections([open('c3', 4000), open('c4', 4000), open('c5', 4000)]);
+        await store.recordConnections([
+          { kind: 'close', connectionId: `${app}-c3`, at: 4100 },
+          open('c6', 4150),
+          { kind: 'close', connectionId: `${app}-c4`, at: 4200 },
+          { kind: 'close', connectionId: `${app}-c6`, at: 4250 },
+        ]);
+        const online = await store.remoteConnections(app, ['w'], `${app}-elsewhere`, 0);
+        expect(online.map((r) => r.connection_id)).toEqual([`${app}-c5`]);
+        expect(await store.markNodeOffline(node, 5000)).toBe(1); // leaves no live node behind for other tests
       }));
 
     it('presence across nodes: online rows of other live nodes; dead nodes swept and forgotten, never this one', () =>
