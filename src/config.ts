@@ -86,6 +86,8 @@ export interface Config {
   readonly apps: readonly AppBootstrap[];
   readonly store: StoreConfig;
   readonly busUrl: string;
+  /** `interest`: a node receives from the bus only what its connections need; `broadcast`: everything. */
+  readonly busRouting: 'interest' | 'broadcast';
   /** Node processes `start` runs on one port (node:cluster); each is a full node. */
   readonly workers: number;
   readonly queue: QueueConfig;
@@ -185,6 +187,12 @@ export const SETTINGS: readonly Setting[] = [
     kind: 'string',
     doc: 'node-to-node bus: `redis://…` or `nats://…` (see docs/operations.md "Scaling out"); needs a MySQL store',
     default: 'in-process',
+  },
+  {
+    key: 'busRouting',
+    env: 'PUSH_BUS_ROUTING',
+    kind: 'string',
+    doc: 'interest (default: a node receives only what its connections need) | broadcast (every node everything; for a rolling upgrade from a version without routing)',
   },
   {
     key: 'workers',
@@ -581,6 +589,13 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
       `PUSH_BUS_URL: unsupported scheme in "${busUrl}" (redis://… or nats://…)`,
     );
   }
+  const busRouting = get('busRouting', 'interest');
+  if (busRouting !== 'interest' && busRouting !== 'broadcast') {
+    throw new PushError(
+      'config_invalid',
+      `PUSH_BUS_ROUTING: expected interest or broadcast, got "${busRouting}"`,
+    );
+  }
   const workers = get('workers', 1);
   if (workers < 1) throw new PushError('config_invalid', 'PUSH_WORKERS: at least 1');
   // Several nodes must share one store and hear each other's messages. SQLite is one file
@@ -612,6 +627,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     apps,
     store: { url: dbUrl, sqliteSync },
     busUrl,
+    busRouting,
     workers,
     queue: {
       urls: get<string[]>('queueUrl', []),

@@ -15,6 +15,9 @@ import { registerUserRoutes } from './api/routes/users.js';
 import { registerWebRoutes } from './api/routes/web.js';
 import { AppRegistry } from './auth/app-registry.js';
 import { createBus } from './bus/create-bus.js';
+import { ClusterAudience } from './cluster/audience.js';
+import { InterestTracker } from './cluster/interest-tracker.js';
+import { SubscriptionLog } from './cluster/subscription-log.js';
 import type { Config } from './config.js';
 import { Maintenance } from './delivery/maintenance.js';
 import { RetryScheduler } from './delivery/retry-scheduler.js';
@@ -72,7 +75,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
   const topicRetention = { count: config.delivery.topicRetentionCount, ms: config.delivery.topicRetentionMs };
   let bus: Awaited<ReturnType<typeof createBus>>;
   try {
-    bus = await createBus(config.busUrl, config.nodeId, log);
+    bus = await createBus(config.busUrl, config.nodeId, log, config.busRouting);
   } catch (err) {
     await store.close();
     throw err;
@@ -83,6 +86,9 @@ export async function createServer(config: Config, options: { log?: Logger } = {
   );
   const status = new StatusWriter(store, config.delivery.resendMs, log);
   const connections = new ConnectionLog(store, config.nodeId, log);
+  const cluster =
+    config.busUrl === '' ? null : { store, nodeId: config.nodeId, heartbeatMs: config.heartbeatMs };
+  const subscriptions = cluster ? new SubscriptionLog(store, config.nodeId, log) : null;
   let gateway: Gateway | undefined;
   const hub = new Hub(
     config.nodeId,
@@ -94,7 +100,11 @@ export async function createServer(config: Config, options: { log?: Logger } = {
         status.markSent(s.appId, s.userId, seqs, now);
       },
       onRegistered: (s) => gateway!.registered(s),
-      onUnregistered: (s) => gateway!.unregistered(s),
+      onUnregistered: (s) => {
+        gateway!.unregistered(s);
+        subscriptions?.closed(s.id);
+      },
+      onSubscription: (s, topic, on) => subscriptions?.changed(s, topic, on),
       onClosedByServer: (_s, reason) => metrics.closes.inc({ reason }),
       onGap: (s) => gateway!.repairGap(s),
       onTopicLeft: (s, topic) => gateway!.topicLeft(s, topic),
@@ -103,11 +113,10 @@ export async function createServer(config: Config, options: { log?: Logger } = {
   const signals = new LifecycleSignals(hub, config.lifecycle.presenceDebounceMs);
   status.onRead = (appId, userId, seq, except) =>
     bus.publish({ kind: 'read', appId, userId, seq, ...(except ? { except } : {}) });
-  const presence = new Presence(
-    hub,
-    bus,
-    config.busUrl === '' ? null : { store, nodeId: config.nodeId, heartbeatMs: config.heartbeatMs },
-  );
+  const presence = new Presence(hub, bus, cluster);
+  const interest = cluster ? new InterestTracker(bus, hub) : null;
+  metrics.busFrames(() => bus.framesReceived);
+  const audience = new ClusterAudience(hub, cluster);
   gateway = new Gateway(
     {
       nodeId: config.nodeId,
@@ -116,7 +125,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
       allowedOrigins: config.allowedOrigins,
       topicRetention,
     },
-    { hub, store, apps, status, connections, presence, metrics, log, bus, load },
+    { hub, store, apps, status, connections, presence, interest, metrics, log, bus, load },
   );
   const rooms = new RoomMerger((appId, topic, messages) => hub.deliverWindow(appId, topic, messages));
   hub.rooms = rooms;
@@ -137,11 +146,11 @@ export async function createServer(config: Config, options: { log?: Logger } = {
     else signals.deliver(e);
   });
   const router = new Router(bus);
-  const ingest = new Ingest(store, router, hub, metrics);
+  const ingest = new Ingest(store, router, audience, metrics);
   const groupPusher = new GroupPusher(
     store.groups,
     router,
-    hub,
+    audience,
     {
       nodeId: config.nodeId,
       batchSize: config.delivery.groupBatch,
@@ -162,6 +171,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
     { resendMs: config.delivery.resendMs, maxRetries: config.delivery.maxRetries, backoff: RESEND_BACKOFF },
     metrics,
     log,
+    cluster,
   );
   const handoffs = new HandoffSender(
     store,
@@ -205,7 +215,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
     store: store.groups,
     announce: (appId, topic, mergeMs) => bus.publish({ kind: 'room', appId, topic, mergeMs }),
   });
-  registerHistoryRoutes(http, { apps, store, hub, status, topicRetention });
+  registerHistoryRoutes(http, { apps, store, audience, status, topicRetention });
   registerClientRoutes(http, { apps, store, status, gateway, metrics, trustProxy: proxies });
   registerOperationRoutes(http, {
     metrics,
@@ -227,6 +237,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
     ingest,
     metrics,
     maxDataBytes,
+    statsCluster: cluster,
   });
   registerLifecycleRoutes(http, {
     apps,
@@ -276,6 +287,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
       }
       gateway!.start();
       load.start();
+      interest?.start();
       maintenance.start();
       groupPusher.start();
       retries.start();
@@ -303,7 +315,9 @@ export async function createServer(config: Config, options: { log?: Logger } = {
         rooms.stop();
         await status.flush();
         await connections.flush();
+        await subscriptions?.flush();
         await store.markNodeOffline(config.nodeId, Date.now());
+        interest?.stop();
         await retries.stop();
         await handoffs.stop();
         signals.close();

@@ -1,8 +1,9 @@
 import type { Recipient, StoredMessage } from '../domain/message.js';
+import type { Interest } from './interest.js';
 
 /**
- * What travels between nodes once a message is durable. Every node's hub receives every
- * envelope it may hold connections for and delivers it to its own sessions.
+ * What travels between nodes once a message is durable. A node's hub receives the envelopes
+ * its connections may need (see `Bus.listen`) and delivers them to its own sessions.
  */
 export type Envelope =
   | { readonly kind: 'users'; readonly message: StoredMessage; readonly recipients: readonly Recipient[] }
@@ -53,15 +54,30 @@ export type LifecycleEnvelope =
  * The bus seam. Drivers: `MemoryBus` (one process, the default) and, for several processes
  * or nodes, Redis or NATS (PUSH_BUS_URL).
  *
+ * Routing by interest: an envelope is published to the addresses of its interests (each
+ * recipient user, the topic, the app for `$all`; see routesOf), and a node receives only
+ * those it listens to, plus what goes to every node. A node listens to a user before that
+ * user's connection is admitted and to a topic before its subscription reads the offset, so
+ * nothing committed after that point is missed. In broadcast mode (PUSH_BUS_ROUTING) every
+ * node receives everything on one channel, as before routing existed.
+ *
  * Guarantee: envelopes published by one node reach each subscriber in publish order.
  * Delivery is at-most-once on the bus; nothing is lost overall because every message is
  * already stored and clients resume from the store.
  */
 export interface Bus {
-  /** Delivers to this node's handlers at once and to every other node through the broker. */
+  /** Delivers to this node's handlers at once and to the other nodes that listen, through the broker. */
   publish(envelope: Envelope): void;
   subscribe(handler: (envelope: Envelope) => void): void;
+  /** From now on this node receives envelopes for these interests; resolves once the broker has it. */
+  listen(interests: readonly Interest[]): Promise<void>;
+  /** Stops receiving envelopes for these interests (those to every node still arrive). */
+  unlisten(interests: readonly Interest[]): void;
+  /** Frames this node received from the broker, its own echoes included: the bus traffic it pays for. */
+  readonly framesReceived: number;
   /** Throws while the broker is unreachable (readiness). */
   ready(): Promise<void>;
   close(): Promise<void>;
 }
+
+export type { Interest };

@@ -3,10 +3,16 @@ import type { Bus } from './bus.js';
 import { MemoryBus } from './memory-bus.js';
 import { createNatsBus } from './nats-bus.js';
 import { createRedisBus } from './redis-bus.js';
+import type { BusRouting } from './remote-bus.js';
 
 /** Chooses the bus driver by the scheme of PUSH_BUS_URL (config has validated it). */
-export async function createBus(url: string, nodeId: string, log: Logger): Promise<Bus> {
+export async function createBus(
+  url: string,
+  nodeId: string,
+  log: Logger,
+  routing: BusRouting = 'interest',
+): Promise<Bus> {
   if (url === '') return new MemoryBus();
-  if (url.startsWith('nats://')) return createNatsBus(url, nodeId, log);
-  return createRedisBus(url, nodeId, log);
+  if (url.startsWith('nats://')) return createNatsBus(url, nodeId, log, routing);
+  return createRedisBus(url, nodeId, log, routing);
 }

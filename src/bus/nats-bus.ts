@@ -1,41 +1,72 @@
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import { PushError } from '../domain/errors.js';
 import type { Logger } from '../observability/logger.js';
-import type { Bus, Envelope } from './bus.js';
-import { EnvelopeCodec } from './remote-bus.js';
+import type { Interest } from './interest.js';
+import { type BusRouting, RemoteBus } from './remote-bus.js';
 
 const SUBJECT = 'message-push.bus';
 
+/** One subject token for any text: base64url has no '.', '*', '>' or whitespace, and is never empty here. */
+const token = (text: string) => Buffer.from(text, 'utf8').toString('base64url');
+
 /**
- * Core NATS between nodes: one subject, every node subscribed. At-most-once like Redis
- * pub/sub; clients resume from the store, so nothing accepted is lost.
+ * Core NATS between nodes. Every node subscribes to `message-push.bus` (envelopes for every
+ * node) and, routing by interest, to `message-push.bus.u.<app>.<user>` per user it holds,
+ * `….t.<app>.<topic>` per topic it has subscribers for and `….a.<app>` per app with
+ * connections here (app, user and topic base64url-encoded, one token each), so
+ * `message-push.bus.>` sees everything and `message-push.bus.u.<app>.*` one app's users.
+ * At-most-once like Redis pub/sub; clients resume from the store, so nothing accepted is lost.
  */
-export class NatsBus implements Bus {
-  private readonly handlers: ((e: Envelope) => void)[] = [];
-  private readonly codec: EnvelopeCodec;
+export class NatsBus extends RemoteBus {
   private readonly decoder = new TextDecoder();
+  private readonly subs = new Map<string, Subscription>();
 
   constructor(
     private readonly nc: NatsConnection,
     nodeId: string,
+    routing: BusRouting,
   ) {
-    this.codec = new EnvelopeCodec(nodeId);
-    nc.subscribe(SUBJECT, {
+    super(nodeId, routing);
+    this.subscribeOne(SUBJECT);
+  }
+
+  protected addressOf(i: Interest | null): string {
+    if (i === null) return SUBJECT;
+    switch (i.kind) {
+      case 'user':
+        return `${SUBJECT}.u.${token(i.appId)}.${token(i.userId)}`;
+      case 'topic':
+        return `${SUBJECT}.t.${token(i.appId)}.${token(i.topic)}`;
+      case 'app':
+        return `${SUBJECT}.a.${token(i.appId)}`;
+    }
+  }
+
+  protected send(subject: string, text: string): void {
+    this.nc.publish(subject, text);
+  }
+
+  protected async subscribeAddresses(subjects: readonly string[]): Promise<void> {
+    for (const s of subjects) this.subscribeOne(s);
+    // The server has every SUB sent before the PONG of this flush.
+    await this.nc.flush();
+  }
+
+  protected unsubscribeAddresses(subjects: readonly string[]): void {
+    for (const s of subjects) {
+      this.subs.get(s)?.unsubscribe();
+      this.subs.delete(s);
+    }
+  }
+
+  private subscribeOne(subject: string): void {
+    if (this.subs.has(subject)) return;
+    const sub = this.nc.subscribe(subject, {
       callback: (err, msg) => {
-        if (err) return;
-        const e = this.codec.decode(this.decoder.decode(msg.data));
-        if (e) for (const h of this.handlers) h(e);
+        if (!err) this.receive(this.decoder.decode(msg.data));
       },
     });
-  }
-
-  publish(envelope: Envelope): void {
-    for (const h of this.handlers) h(envelope);
-    this.nc.publish(SUBJECT, this.codec.encode(envelope));
-  }
-
-  subscribe(handler: (envelope: Envelope) => void): void {
-    this.handlers.push(handler);
+    this.subs.set(subject, sub);
   }
 
   async ready(): Promise<void> {
@@ -44,12 +75,17 @@ export class NatsBus implements Bus {
   }
 
   async close(): Promise<void> {
-    this.handlers.length = 0;
+    this.clearHandlers();
     await this.nc.drain().catch(() => this.nc.close());
   }
 }
 
-export async function createNatsBus(url: string, nodeId: string, log: Logger): Promise<NatsBus> {
+export async function createNatsBus(
+  url: string,
+  nodeId: string,
+  log: Logger,
+  routing: BusRouting = 'interest',
+): Promise<NatsBus> {
   const u = new URL(url);
   let nc: NatsConnection;
   try {
@@ -71,5 +107,5 @@ export async function createNatsBus(url: string, nodeId: string, log: Logger): P
         log.warn({ status: s.type }, 'nats bus connection');
     }
   })();
-  return new NatsBus(nc, nodeId);
+  return new NatsBus(nc, nodeId, routing);
 }

@@ -1,42 +1,64 @@
 import { Redis } from 'ioredis';
 import { PushError } from '../domain/errors.js';
 import type { Logger } from '../observability/logger.js';
-import type { Bus, Envelope } from './bus.js';
-import { EnvelopeCodec } from './remote-bus.js';
+import type { Interest } from './interest.js';
+import { type BusRouting, RemoteBus } from './remote-bus.js';
 
 const CHANNEL = 'message-push:bus';
+/** Channels per SUBSCRIBE / UNSUBSCRIBE command. */
+const CHUNK = 1000;
 
 /**
- * Redis pub/sub between nodes: one channel, every node subscribed. Pub/sub is at-most-once;
- * a node that misses envelopes while disconnected loses nothing because its clients resume
- * from the store (sessions repair seq gaps from the store too).
+ * Redis pub/sub between nodes. Every node listens to `message-push:bus` (envelopes for every
+ * node) and, routing by interest, to one channel per user it holds
+ * (`message-push:bus:u:<app>:<user>`), per topic it has subscribers for (`…:t:<app>:<topic>`)
+ * and per app with connections here (`…:a:<app>`, `$all`). Pub/sub is at-most-once; a node
+ * that misses envelopes while disconnected loses nothing because its clients resume from the
+ * store (sessions repair seq gaps from the store too).
  */
-export class RedisBus implements Bus {
-  private readonly handlers: ((e: Envelope) => void)[] = [];
-  private readonly codec: EnvelopeCodec;
-
+export class RedisBus extends RemoteBus {
   constructor(
     private readonly pub: Redis,
     private readonly sub: Redis,
     nodeId: string,
+    routing: BusRouting,
     private readonly log: Logger,
   ) {
-    this.codec = new EnvelopeCodec(nodeId);
-    sub.on('message', (_channel: string, text: string) => {
-      const e = this.codec.decode(text);
-      if (e) for (const h of this.handlers) h(e);
-    });
+    super(nodeId, routing);
+    sub.on('message', (_channel: string, text: string) => this.receive(text));
   }
 
-  publish(envelope: Envelope): void {
-    for (const h of this.handlers) h(envelope);
-    this.pub.publish(CHANNEL, this.codec.encode(envelope)).catch((err: unknown) => {
+  protected addressOf(i: Interest | null): string {
+    if (i === null) return CHANNEL;
+    // App ids have no ':'; the user or topic is the last part, so any text is unambiguous.
+    switch (i.kind) {
+      case 'user':
+        return `${CHANNEL}:u:${i.appId}:${i.userId}`;
+      case 'topic':
+        return `${CHANNEL}:t:${i.appId}:${i.topic}`;
+      case 'app':
+        return `${CHANNEL}:a:${i.appId}`;
+    }
+  }
+
+  protected send(channel: string, text: string): void {
+    this.pub.publish(channel, text).catch((err: unknown) => {
       this.log.warn({ err }, 'bus publish failed; remote clients will catch up from the store');
     });
   }
 
-  subscribe(handler: (envelope: Envelope) => void): void {
-    this.handlers.push(handler);
+  protected async subscribeAddresses(channels: readonly string[]): Promise<void> {
+    // Resolves when Redis confirms: from then on every publish to them reaches this node.
+    for (let i = 0; i < channels.length; i += CHUNK)
+      await this.sub.subscribe(...channels.slice(i, i + CHUNK));
+  }
+
+  protected unsubscribeAddresses(channels: readonly string[]): void {
+    for (let i = 0; i < channels.length; i += CHUNK) {
+      this.sub.unsubscribe(...channels.slice(i, i + CHUNK)).catch((err: unknown) => {
+        this.log.warn({ err }, 'bus unsubscribe failed; the node receives a few envelopes it drops');
+      });
+    }
   }
 
   async ready(): Promise<void> {
@@ -45,13 +67,18 @@ export class RedisBus implements Bus {
   }
 
   async close(): Promise<void> {
-    this.handlers.length = 0;
+    this.clearHandlers();
     this.sub.disconnect();
     await this.pub.quit().catch(() => this.pub.disconnect());
   }
 }
 
-export async function createRedisBus(url: string, nodeId: string, log: Logger): Promise<RedisBus> {
+export async function createRedisBus(
+  url: string,
+  nodeId: string,
+  log: Logger,
+  routing: BusRouting = 'interest',
+): Promise<RedisBus> {
   const options = { lazyConnect: true, maxRetriesPerRequest: null, enableOfflineQueue: true };
   const pub = new Redis(url, options);
   const sub = new Redis(url, options);
@@ -73,5 +100,5 @@ export async function createRedisBus(url: string, nodeId: string, log: Logger): 
       cause: err,
     });
   }
-  return new RedisBus(pub, sub, nodeId, log);
+  return new RedisBus(pub, sub, nodeId, routing, log);
 }

@@ -21,6 +21,10 @@ const SCAN = 500;
  * them; its only state is in the store (`next_retry_at`, `retries`), so it costs no memory
  * per message and survives restarts. A due delivery whose user has no live connection here
  * is disarmed: the next connection replays it as backlog, which arms it again.
+ *
+ * Several nodes (`cluster`): a node looks only at deliveries of users it holds a connection
+ * of, or that no live node holds (those it disarms); one whose user is online on another node
+ * is left armed for that node to resend, never disarmed from here.
  */
 export class RetryScheduler {
   private timer: NodeJS.Timeout | null = null;
@@ -32,6 +36,7 @@ export class RetryScheduler {
     private readonly options: RetryOptions,
     private readonly metrics: Metrics,
     private readonly log: Logger,
+    private readonly cluster: { nodeId: string; heartbeatMs: number } | null = null,
   ) {}
 
   start(): void {
@@ -53,14 +58,26 @@ export class RetryScheduler {
   async tick(now: number): Promise<void> {
     try {
       for (;;) {
-        const due = await this.store.dueRetries(now, SCAN);
+        const scope = this.cluster && {
+          node: this.cluster.nodeId,
+          freshSince: now - 2 * this.cluster.heartbeatMs,
+        };
+        const due = await this.store.dueRetries(now, SCAN, scope ?? undefined);
         const updates: RetryUpdate[] = [];
+        let skipped = 0;
         for (const d of due) {
-          const key = { appId: d.message.appId, userId: d.userId, seq: d.seq };
+          const key = {
+            appId: d.message.appId,
+            userId: d.userId,
+            seq: d.seq,
+            ...(this.cluster ? { dueBy: now } : {}),
+          };
           const sessions = this.hub
             .liveSessionsOf(key.appId, key.userId)
             .filter((s) => isAddressed(d.message.platforms, d.devices, s.platform, s.device));
-          if (sessions.length === 0) {
+          if (sessions.length === 0 && d.onlineElsewhere) {
+            skipped++; // the node holding the user resends it; the row stays armed for it
+          } else if (sessions.length === 0) {
             updates.push({ kind: 'disarm', ...key });
           } else if (d.retries >= this.options.maxRetries) {
             updates.push({ kind: 'failed', ...key });
@@ -74,7 +91,8 @@ export class RetryScheduler {
         if (updates.length > 0) await this.store.updateRetries(updates);
         this.metrics.retries.inc(updates.filter((u) => u.kind === 'resent').length);
         this.metrics.failures.inc(updates.filter((u) => u.kind === 'failed').length);
-        if (due.length < SCAN) return;
+        // Rows left armed would be read again: the next tick continues past them.
+        if (due.length < SCAN || skipped > 0) return;
       }
     } catch (err) {
       this.log.warn({ err }, 'retry pass failed; will retry');

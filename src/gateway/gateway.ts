@@ -3,6 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import type { AppRegistry } from '../auth/app-registry.js';
 import type { TokenClaims } from '../auth/tokens.js';
 import type { Bus } from '../bus/bus.js';
+import type { InterestTracker } from '../cluster/interest-tracker.js';
 import type { LimitsConfig } from '../config.js';
 import type { StatusWriter } from '../delivery/status-writer.js';
 import { type ClosingCode, closeCodeOf, ERRORS, isPushError, PushError } from '../domain/errors.js';
@@ -55,6 +56,8 @@ export interface GatewayDeps {
   readonly connections: ConnectionLog;
   /** Connections of a user on other nodes, for the cluster-wide per-user limit. */
   readonly presence: Pick<Presence, 'countElsewhere'>;
+  /** Cluster mode: makes the bus bring this node a user's or topic's envelopes before they are needed. */
+  readonly interest?: Pick<InterestTracker, 'user' | 'topic'> | null;
   readonly metrics: Metrics;
   readonly log: Logger;
   /** Topic join/leave announcements go out on it (see lifecycle-signals.ts); none without it. */
@@ -142,6 +145,8 @@ export class Gateway {
       throw new PushError('too_many_connections', `user already has ${open} connections`);
     }
     this.reservations.reserve(params.appId, claims.userId);
+    // Listening before the session exists: whatever is committed after its backlog read is routed here.
+    await this.deps.interest?.user(params.appId, claims.userId);
     return {
       appId: params.appId,
       claims,
@@ -403,6 +408,8 @@ export class Gateway {
     const { hub, store } = this.deps;
     hub.unsubscribe(s, topic);
     const sub = hub.subscribe(s, topic);
+    await this.deps.interest?.topic(s.appId, topic);
+    if (s.state === CLOSED) return;
     if (presence) {
       sub.presence = true;
       this.announce(s, topic, 'join');

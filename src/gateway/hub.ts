@@ -30,6 +30,11 @@ export interface HubEvents {
   onClosedByServer(s: Session, reason: string): void;
   /** A session stopped being a topic's subscriber (unsubscribe or close). */
   onTopicLeft?(s: Session, topic: string): void;
+  /**
+   * A live session subscribed to a topic or unsubscribed from it (for `$all`: whether it
+   * receives app-wide broadcasts). Not called for the subscriptions a closing session drops.
+   */
+  onSubscription?(s: Session, topic: string, subscribed: boolean): void;
 }
 
 /** One connection as presence reports it: the connections table's row, without its user. */
@@ -55,6 +60,8 @@ export class Hub {
   private readonly byApp = new Map<string, Set<Session>>();
   /** app\0topic → subscribers; a topic without subscribers has no entry. */
   private readonly byTopic = new Map<string, Set<Session>>();
+  /** app → sessions that unsubscribed from `$all`; an app without any has no entry. */
+  private readonly allMuted = new Map<string, number>();
   private dirty: Session[] = [];
   private flushScheduled = false;
   /**
@@ -104,6 +111,7 @@ export class Hub {
     if (app?.delete(s) && app.size === 0) this.byApp.delete(s.appId);
     if (s.subs) for (const topic of s.subs.keys()) this.removeSubscriber(s, topic);
     s.subs = null;
+    this.setAllMuted(s, false, false);
     this.total--;
     this.events.onUnregistered(s);
   }
@@ -129,7 +137,7 @@ export class Hub {
 
   /** Connections that a topic message would be handed to now. */
   countTopicConnections(appId: string, topic: string): number {
-    if (topic === ALL_TOPIC) return this.byApp.get(appId)?.size ?? 0;
+    if (topic === ALL_TOPIC) return (this.byApp.get(appId)?.size ?? 0) - (this.allMuted.get(appId) ?? 0);
     return this.byTopic.get(key(appId, topic))?.size ?? 0;
   }
 
@@ -139,9 +147,11 @@ export class Hub {
    */
   subscribe(s: Session, topic: string): TopicSub {
     s.subs ??= new Map();
+    if (topic === ALL_TOPIC) this.setAllMuted(s, false);
     const sub: TopicSub = { offset: 0, held: [], heldOverflow: false };
     s.subs.set(topic, sub);
     getOrCreate(this.byTopic, key(s.appId, topic), () => new Set()).add(s);
+    if (topic !== ALL_TOPIC) this.events.onSubscription?.(s, topic, true);
     return sub;
   }
 
@@ -160,10 +170,22 @@ export class Hub {
     return true;
   }
 
+  /** Unsubscribing from `$all` also stops app-wide broadcasts to the session (it had them unasked). */
   unsubscribe(s: Session, topic: string): boolean {
+    if (topic === ALL_TOPIC) this.setAllMuted(s, true);
     if (!s.subs?.delete(topic)) return false;
     this.removeSubscriber(s, topic);
+    if (topic !== ALL_TOPIC) this.events.onSubscription?.(s, topic, false);
     return true;
+  }
+
+  private setAllMuted(s: Session, muted: boolean, notify = true): void {
+    if (s.allMuted === muted) return;
+    s.allMuted = muted;
+    if (notify) this.events.onSubscription?.(s, ALL_TOPIC, !muted);
+    const n = (this.allMuted.get(s.appId) ?? 0) + (muted ? 1 : -1);
+    if (n === 0) this.allMuted.delete(s.appId);
+    else this.allMuted.set(s.appId, n);
   }
 
   private removeSubscriber(s: Session, topic: string): void {
@@ -187,7 +209,8 @@ export class Hub {
   topicPresence(appId: string, topic: string): { users: string[]; connections: number } {
     const sessions = topic === ALL_TOPIC ? this.byApp.get(appId) : this.byTopic.get(key(appId, topic));
     if (!sessions) return { users: [], connections: 0 };
-    return { users: [...new Set([...sessions].map((s) => s.userId))], connections: sessions.size };
+    const reached = [...sessions].filter((s) => !s.allMuted || topic !== ALL_TOPIC);
+    return { users: [...new Set(reached.map((s) => s.userId))], connections: reached.length };
   }
 
   /** Routes a stored user-targeted message to the live sessions of its recipients. */
@@ -226,6 +249,7 @@ export class Hub {
     }
     for (const s of sessions) {
       if (message.platforms !== null && !message.platforms.includes(s.platform)) continue;
+      if (all && s.allMuted) continue;
       // `$all` needs no subscription; one exists only to replay it, and then orders it by offset.
       const queued =
         all && !s.subs?.has(topic)

@@ -60,6 +60,8 @@ export class Session {
   overLimitSince = 0;
   /** Topic subscriptions (not `$all`, which every session receives); null while there are none. */
   subs: Map<string, TopicSub> | null = null;
+  /** The client unsubscribed from `$all`: app-wide broadcasts skip it until it subscribes again. */
+  allMuted = false;
   // Rate limiting (token bucket) and tolerance for bad frames.
   frameTokens: number;
   frameRefillAt: number;

@@ -125,7 +125,7 @@ export class GroupPusher {
       for await (const users of memberBatches(read, job.groups, job.afterUser, this.options.batchSize)) {
         if (this.stopping)
           throw new PushError('unavailable', 'the node stopped during a group push; it resumes');
-        const online = live ? new Set(users.filter((u) => this.audience.isOnline(appId, u))) : null;
+        const online = live ? await this.audience.onlineAmong(appId, users) : null;
         const recipients = await this.store.writeGroupBatch(job, users, online);
         this.router.routeStored(job.message, recipients);
       }

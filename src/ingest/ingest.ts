@@ -13,10 +13,10 @@ import { GroupCommit } from '../store/group-commit.js';
 import type { PersistItem, PersistOutcome, Store } from '../store/store.js';
 import type { GroupPusher } from './group-push.js';
 
-/** Who is connected right now, as far as ttl-0 pushes and topic recipient counts need to know. */
+/** Who is connected right now (on any node), as far as ttl-0 pushes and topic recipient counts need to know. */
 export interface Audience {
-  isOnline(appId: string, userId: string): boolean;
-  countTopicConnections(appId: string, topic: string): number;
+  onlineAmong(appId: string, users: readonly string[]): Promise<Set<string>>;
+  countTopicConnections(appId: string, topic: string): Promise<number>;
 }
 
 /**
@@ -42,9 +42,10 @@ export class Ingest {
       return this.pushToGroups(appId, request, request.to.groups, source);
     const topic = topicOf(request.to);
     const users = recipientsOf(request.to).map((r) => r.user);
-    const online = request.ttl === 0 ? new Set(users.filter((u) => this.audience.isOnline(appId, u))) : null;
+    const online = request.ttl === 0 ? await this.audience.onlineAmong(appId, users) : null;
     // `recipients` in the reply: users targeted, or for a topic the connections it is handed to.
-    const recipients = topic === null ? users.length : this.audience.countTopicConnections(appId, topic);
+    const recipients =
+      topic === null ? users.length : await this.audience.countTopicConnections(appId, topic);
     const outcome = await this.commit.submit({
       appId,
       request,

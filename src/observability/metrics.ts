@@ -94,6 +94,18 @@ export function createMetrics() {
       labelNames: ['reason'] as const,
       registers: [registry],
     }),
+    /** Reports the bus's own count of frames received (read when scraped). */
+    busFrames(read: () => number): void {
+      new Counter({
+        name: 'push_bus_frames_received_total',
+        help: 'Frames this node received from the bus broker (its own echoes included)',
+        registers: [registry],
+        collect() {
+          this.reset();
+          this.inc(read());
+        },
+      });
+    },
   };
 }
 

@@ -15,6 +15,8 @@ export interface Database {
   topic_settings: TopicSettingsTable;
   webhooks: WebhooksTable;
   webhook_handoffs: WebhookHandoffsTable;
+  subscriptions: SubscriptionsTable;
+  node_stats: NodeStatsTable;
 }
 
 export interface AppsTable {
@@ -163,4 +165,21 @@ export interface WebhookHandoffsTable {
   /** The node holding the row while it sends, until `claim_until` (a lease: a dead node's claims lapse). */
   claimed_by: string | null;
   claim_until: number | null;
+}
+
+/** A connection's topic subscription, for topic recipients and presence on other nodes. */
+export interface SubscriptionsTable {
+  connection_id: string;
+  /** A topic, or `$all-muted` for a connection that unsubscribed from `$all`. */
+  topic: string;
+  app_id: string;
+  user_id: string;
+  node: string;
+}
+
+/** A node's dashboard figures (JSON), rewritten once per stats interval. */
+export interface NodeStatsTable {
+  node: string;
+  at: number;
+  stats: string;
 }

@@ -1,4 +1,12 @@
-import { type Insertable, type Kysely, Migrator, type Selectable, sql, type Transaction } from 'kysely';
+import {
+  type ExpressionBuilder,
+  type Insertable,
+  type Kysely,
+  Migrator,
+  type Selectable,
+  sql,
+  type Transaction,
+} from 'kysely';
 import {
   type DeliveryStatus,
   expiresAtOf,
@@ -11,6 +19,13 @@ import {
   visibleStatus,
 } from '../domain/message.js';
 import { getOrCreate } from '../util/maps.js';
+import {
+  forgetNodeSubscriptions,
+  readNodeStats,
+  recordNodeStats,
+  recordSubscriptions,
+  remoteTopicAudience,
+} from './cluster-sql.js';
 import type { GroupStore } from './group-store.js';
 import * as lifecycle from './lifecycle-sql.js';
 import { HANDOFF_NAME, type HandoffRow } from './lifecycle-sql.js';
@@ -31,13 +46,17 @@ import type {
   HistoryQuery,
   HistoryRow,
   MessageStatus,
+  NodeStatsRow,
   PersistItem,
   PersistOutcome,
   RecentMessage,
   RecentMessagesQuery,
+  RetryScope,
   RetryUpdate,
   RevokeResult,
   Store,
+  SubscriptionChange,
+  TopicAudienceQuery,
   TopicHistoryQuery,
   UserMessage,
   WebhookRecord,
@@ -698,35 +717,51 @@ export abstract class SqlStore implements Store {
     };
   }
 
-  async dueRetries(now: number, limit: number): Promise<DueRetry[]> {
-    const rows = await this.db
+  async dueRetries(now: number, limit: number, scope?: RetryScope): Promise<DueRetry[]> {
+    let query = this.db
       .selectFrom('deliveries as d')
       .innerJoin('messages as m', 'm.pk', 'd.message_pk')
       .select(['d.user_id', 'd.seq', 'd.retries', 'd.devices', ...MESSAGE_COLUMNS])
       .where('d.status', '=', SENT)
       .where('d.next_retry_at', '<=', now)
-      .where((eb) => eb.or([eb('d.expires_at', 'is', null), eb('d.expires_at', '>', now)]))
-      .orderBy('d.next_retry_at')
-      .limit(limit)
-      .execute();
+      .where((eb) => eb.or([eb('d.expires_at', 'is', null), eb('d.expires_at', '>', now)]));
+    if (scope) {
+      // Correlated with the delivery row: is its user online on this node / on another live one?
+      const onlineOn = (eb: ExpressionBuilder<Database & { d: DeliveriesTable }, 'd'>, here: boolean) =>
+        eb
+          .selectFrom('connections as c')
+          .innerJoin('nodes as n', 'n.node', 'c.node')
+          .select(sql`1`.as('one'))
+          .whereRef('c.app_id', '=', 'd.app_id')
+          .whereRef('c.user_id', '=', 'd.user_id')
+          .where('c.status', '=', 'online')
+          .where('c.node', here ? '=' : '<>', scope.node)
+          .where('n.last_heartbeat', '>=', scope.freshSince);
+      query = query
+        .select((eb) => eb.exists(onlineOn(eb, false)).as('elsewhere'))
+        .where((eb) => eb.or([eb.exists(onlineOn(eb, true)), eb.not(eb.exists(onlineOn(eb, false)))]));
+    }
+    const rows = await query.orderBy('d.next_retry_at').limit(limit).execute();
     return rows.map((r) => ({
       userId: r.user_id,
       seq: Number(r.seq),
       retries: Number(r.retries),
       devices: r.devices === null ? null : (JSON.parse(r.devices) as string[]),
       message: toStoredMessage(r),
+      ...(scope ? { onlineElsewhere: Boolean(Number((r as { elsewhere?: unknown }).elsewhere)) } : {}),
     }));
   }
 
   updateRetries(updates: readonly RetryUpdate[]): Promise<void> {
     return this.inTransaction(async (trx) => {
       for (const u of updates) {
-        const row = trx
+        let row = trx
           .updateTable('deliveries')
           .where('app_id', '=', u.appId)
           .where('user_id', '=', u.userId)
           .where('seq', '=', u.seq)
           .where('status', '=', SENT);
+        if (u.dueBy !== undefined) row = row.where('next_retry_at', '<=', u.dueBy);
         if (u.kind === 'resent') {
           await row.set((eb) => ({ retries: eb('retries', '+', 1), next_retry_at: u.nextRetryAt })).execute();
         } else if (u.kind === 'failed') {
@@ -760,12 +795,21 @@ export abstract class SqlStore implements Store {
           )
           .execute();
       }
-      for (const c of changes) {
-        if (c.kind !== 'close') continue;
+      // Closes in one statement per chunk (each row its own time): a batch is two statements, not one per close.
+      const closes = changes.filter((c) => c.kind === 'close');
+      for (const chunk of chunks(closes, 500)) {
+        const at = sql<number>`case connection_id ${sql.join(
+          chunk.map((c) => sql`when ${c.connectionId} then ${c.at}`),
+          sql` `,
+        )} end`;
         await trx
           .updateTable('connections')
-          .set({ status: 'offline', disconnected_at: c.at })
-          .where('connection_id', '=', c.connectionId)
+          .set({ status: 'offline', disconnected_at: at })
+          .where(
+            'connection_id',
+            'in',
+            chunk.map((c) => c.connectionId),
+          )
           .execute();
       }
     });
@@ -787,6 +831,7 @@ export abstract class SqlStore implements Store {
       .where('status', '=', 'online')
       .executeTakeFirst();
     await this.db.deleteFrom('nodes').where('node', '=', node).execute();
+    await forgetNodeSubscriptions(this.db, [node]);
     return Number(r.numUpdatedRows);
   }
 
@@ -815,6 +860,7 @@ export abstract class SqlStore implements Store {
       .where('node', 'in', nodes)
       .where('last_heartbeat', '<', before)
       .execute();
+    await forgetNodeSubscriptions(this.db, nodes);
     return Number(r.numUpdatedRows);
   }
 
@@ -849,6 +895,22 @@ export abstract class SqlStore implements Store {
       connected_at: Number(r.connected_at),
       last_heartbeat: Number(r.last_heartbeat),
     }));
+  }
+
+  recordSubscriptions(changes: readonly SubscriptionChange[]): Promise<void> {
+    return recordSubscriptions(this.db, this.dialect, changes);
+  }
+
+  remoteTopicAudience(query: TopicAudienceQuery): Promise<{ connections: number; users: string[] }> {
+    return remoteTopicAudience(this.db, query);
+  }
+
+  recordNodeStats(node: string, at: number, stats: string): Promise<void> {
+    return recordNodeStats(this.db, this.dialect, node, at, stats);
+  }
+
+  readNodeStats(exceptNode: string, freshSince: number): Promise<NodeStatsRow[]> {
+    return readNodeStats(this.db, exceptNode, freshSince);
   }
 
   async pruneBefore(cutoff: number, limit: number): Promise<number> {

@@ -188,7 +188,7 @@ export class SqliteStore extends SqlStore {
       for (const c of changes) {
         if (c.kind === 'open') {
           st.openConnection.run(c.connectionId, c.appId, c.userId, c.device, c.platform, c.node, c.at, c.at);
-        } else {
+        } else if (c.kind === 'close') {
           st.closeConnection.run(c.at, c.connectionId);
         }
       }

@@ -73,7 +73,7 @@ export interface Store {
    * Deliveries written to a socket, not acked, whose resend time has come (not expired,
    * not live-only), oldest due first. The retry scheduler's whole state lives here.
    */
-  dueRetries(now: number, limit: number): Promise<DueRetry[]>;
+  dueRetries(now: number, limit: number, scope?: RetryScope): Promise<DueRetry[]>;
   /** Applies the scheduler's decisions; each only moves a delivery that is still `sent`. */
   updateRetries(updates: readonly RetryUpdate[]): Promise<void>;
 
@@ -99,6 +99,15 @@ export interface Store {
     exceptNode: string,
     freshSince: number,
   ): Promise<ConnectionRecord[]>;
+
+  /** Cluster mode: topic subscriptions as nodes report them (group-committed, like connections). */
+  recordSubscriptions(changes: readonly SubscriptionChange[]): Promise<void>;
+  /** Cluster mode: a topic's (or `$all`'s) connections on other live nodes, and their users if asked. */
+  remoteTopicAudience(query: TopicAudienceQuery): Promise<{ connections: number; users: string[] }>;
+  /** Cluster mode: a node's dashboard figures (JSON), one row per node, rewritten each interval. */
+  recordNodeStats(node: string, at: number, stats: string): Promise<void>;
+  /** Cluster mode: the other nodes' figures written since `freshSince`. */
+  readNodeStats(exceptNode: string, freshSince: number): Promise<NodeStatsRow[]>;
 
   /** Marks deliveries whose ttl passed as expired, at most `limit` rows. Returns how many. */
   expireDue(now: number, limit: number): Promise<number>;
@@ -241,9 +250,19 @@ export type DeliveryUpdate =
 export interface DueRetry extends UserMessage {
   readonly userId: string;
   readonly retries: number;
+  /** With a RetryScope: the user is online on another live node, which makes (or disarms) this resend. */
+  readonly onlineElsewhere?: boolean;
 }
 
-export type RetryUpdate =
+export type RetryUpdate = RetryDecision & {
+  /**
+   * Applies only while the resend is still due at this time: when two nodes hold sessions of
+   * one user and both resend, the retry is counted once.
+   */
+  readonly dueBy?: number;
+};
+
+type RetryDecision =
   /** Resent on a live connection: count it and arm the next resend. */
   | {
       readonly kind: 'resent';
@@ -384,3 +403,43 @@ export type ConnectionChange =
       readonly at: number;
     }
   | { readonly kind: 'close'; readonly connectionId: string; readonly at: number };
+
+/**
+ * Cluster mode: which due resends a node looks at. Only deliveries of users with an online
+ * connection on `node`, or online on no live node at all (someone has to disarm those);
+ * `heldHere` / `onlineElsewhere` say which, so a node never disarms a resend that a node
+ * holding the user's session should make.
+ */
+export interface RetryScope {
+  readonly node: string;
+  /** Nodes whose heartbeat is older are dead: their connections do not count. */
+  readonly freshSince: number;
+}
+
+export type SubscriptionChange =
+  | {
+      readonly kind: 'subscribe';
+      readonly connectionId: string;
+      readonly appId: string;
+      readonly userId: string;
+      readonly topic: string;
+      readonly node: string;
+    }
+  | { readonly kind: 'unsubscribe'; readonly connectionId: string; readonly topic: string }
+  /** The connection closed: all of its rows go. */
+  | { readonly kind: 'close'; readonly connectionId: string };
+
+export interface TopicAudienceQuery {
+  readonly appId: string;
+  readonly topic: string;
+  readonly exceptNode: string;
+  readonly freshSince: number;
+  /** Also list the distinct users (topic presence); a count alone is one index range. */
+  readonly users: boolean;
+}
+
+export interface NodeStatsRow {
+  readonly node: string;
+  readonly at: number;
+  readonly stats: string;
+}

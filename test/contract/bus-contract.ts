@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Bus, Envelope } from '../../src/bus/bus.js';
+import { SPLIT_MAX_RECIPIENTS } from '../../src/bus/interest.js';
 import type { StoredMessage } from '../../src/domain/message.js';
 
 const message = (i: number): StoredMessage => ({
@@ -15,10 +16,10 @@ const message = (i: number): StoredMessage => ({
   offset: null,
 });
 
-const envelope = (i: number): Envelope => ({
+const envelope = (i: number, user = 'u'): Envelope => ({
   kind: 'users',
   message: message(i),
-  recipients: [{ user: 'u', seq: i, devices: null }],
+  recipients: [{ user, seq: i, devices: null }],
 });
 
 /** The message id of a message envelope; the user of a kick; the topic of a room notice; the kind of any other. */
@@ -59,9 +60,15 @@ function collector() {
 /**
  * The bus contract (src/bus/bus.ts) for a pair of nodes built by `makeNode(nodeId)`: the
  * publisher's own handlers get an envelope at once and exactly once (no echo), every other
- * node gets it once, in publish order, with the message intact.
+ * node that listens for it gets it once, in publish order, with the message intact; a node
+ * gets only what it listens for (routing by interest) and what goes to every node.
  */
-export function busContract(name: string, makeNode: (nodeId: string) => Promise<Bus>, shared = true): void {
+export function busContract(
+  name: string,
+  makeNode: (nodeId: string) => Promise<Bus>,
+  shared = true,
+  routed = true,
+): void {
   describe(`bus contract: ${name}`, () => {
     it('delivers to the publishing node synchronously and exactly once', async () => {
       const a = await makeNode(`a-${Math.random()}`);
@@ -87,6 +94,8 @@ export function busContract(name: string, makeNode: (nodeId: string) => Promise<
         a.subscribe(atA.handler);
         b.subscribe(atB.handler);
         await b.ready();
+        await a.listen([{ kind: 'user', appId: 'a', userId: 'u' }]);
+        await b.listen([{ kind: 'user', appId: 'a', userId: 'u' }]);
         for (let i = 1; i <= 500; i++) a.publish(envelope(i));
         await atB.until(500);
         expect(atB.got.map((e) => (e.kind === 'users' ? e.recipients[0]!.seq : -1))).toEqual(
@@ -111,6 +120,10 @@ export function busContract(name: string, makeNode: (nodeId: string) => Promise<
         const atB = collector();
         b.subscribe(atB.handler);
         await b.ready();
+        await b.listen([
+          { kind: 'topic', appId: 'a', topic: 'room:1' },
+          { kind: 'user', appId: 'a', userId: 'u' },
+        ]);
         const topic: Envelope = { kind: 'topic', message: { ...message(7), topic: 'room:1', offset: 3 } };
         const kick: Envelope = { kind: 'kick', appId: 'a', userId: 'u', device: 'phone' };
         const room: Envelope = { kind: 'room', appId: 'a', topic: 'room:1', mergeMs: 250 };
@@ -119,6 +132,79 @@ export function busContract(name: string, makeNode: (nodeId: string) => Promise<
         a.publish(room);
         await atB.until(3);
         expect(atB.got).toEqual([topic, kick, room]);
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    });
+
+    if (!routed) return;
+    it('routes by interest: a node gets the users, topics and apps it listens to, and what goes to every node', async () => {
+      const a = await makeNode(`a-${Math.random()}`);
+      const b = await makeNode(`b-${Math.random()}`);
+      try {
+        const atB = collector();
+        b.subscribe(atB.handler);
+        await b.ready();
+        // Ids with every kind of character an id may hold (user ids are any Unicode text).
+        const mine = 'ü.s*e>r 1:ok';
+        await b.listen([
+          { kind: 'user', appId: 'a', userId: mine },
+          { kind: 'topic', appId: 'a', topic: 'room:b' },
+          { kind: 'app', appId: 'a' },
+        ]);
+        const topic = (t: string, i: number): Envelope => ({
+          kind: 'topic',
+          message: { ...message(i), topic: t, offset: i },
+        });
+        const many = Array.from({ length: SPLIT_MAX_RECIPIENTS + 1 }, (_, i) => ({
+          user: `other-${i}`,
+          seq: 1,
+          devices: null,
+        }));
+        a.publish(envelope(1, 'someone-else'));
+        a.publish(envelope(2, mine));
+        a.publish(topic('room:a', 3));
+        a.publish(topic('room:b', 4));
+        a.publish(topic('$all', 5));
+        a.publish({
+          kind: 'topic',
+          message: { ...message(6), appId: 'other-app', topic: '$all', offset: 6 },
+        });
+        // A short list is split per user: B gets its user's share only.
+        a.publish({
+          kind: 'users',
+          message: message(7),
+          recipients: [
+            { user: 'x', seq: 1, devices: null },
+            { user: mine, seq: 7, devices: ['d'] },
+          ],
+        });
+        // A long one goes to every node once, whole.
+        a.publish({ kind: 'users', message: message(8), recipients: many });
+        a.publish({ kind: 'kick', appId: 'a', userId: 'nobody-here' });
+        a.publish({ kind: 'kick', appId: 'a', userId: mine });
+        await atB.until(6);
+        expect(atB.got.map((e) => (e.kind === 'kick' ? `kick:${e.userId}` : idOf(e)))).toEqual([
+          'm2',
+          'm4',
+          'm5',
+          'm7',
+          'm8',
+          `kick:${mine}`,
+        ]);
+        expect(atB.got[3]).toMatchObject({ recipients: [{ user: mine, seq: 7, devices: ['d'] }] });
+        expect(atB.got[4]).toMatchObject({ recipients: many });
+        expect(b.framesReceived).toBe(6);
+
+        // After unlisten only what goes to every node arrives (the marker proves nothing else came first).
+        b.unlisten([{ kind: 'user', appId: 'a', userId: mine }]);
+        await b.ready();
+        a.publish(envelope(9, mine));
+        a.publish({ kind: 'users', message: message(10), recipients: many });
+        await atB.until(7);
+        expect(atB.got.at(-1)).toMatchObject({ message: { id: 'm10' } });
+        expect(atB.got).toHaveLength(7);
       } finally {
         await a.close();
         await b.close();

@@ -14,3 +14,10 @@ await describeWithService('redis', 'bus', (url) =>
 await describeWithService('nats', 'bus', (url) =>
   busContract('nats', (node) => createNatsBus(url, node, log)),
 );
+// Broadcast mode (PUSH_BUS_ROUTING=broadcast) keeps the contract minus the filtering.
+await describeWithService('redis', 'bus', (url) =>
+  busContract('redis, broadcast', (node) => createRedisBus(url, node, log, 'broadcast'), true, false),
+);
+await describeWithService('nats', 'bus', (url) =>
+  busContract('nats, broadcast', (node) => createNatsBus(url, node, log, 'broadcast'), true, false),
+);

@@ -457,6 +457,29 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
         expect(await store.markNodeOffline(node, 3000)).toBe(1);
         expect(await store.markNodeOffline(node, 3000)).toBe(0);
         await store.ping();
+
+        // Several closes in one batch (one statement), an open and its close among them.
+        const open = (id: string, at: number) => ({
+          kind: 'open' as const,
+          connectionId: `${app}-${id}`,
+          appId: app,
+          userId: 'w',
+          device: id,
+          platform: 'web',
+          node,
+          at,
+        });
+        await store.touchNode(node, 4000);
+        await store.recordConnections([open('c3', 4000), open('c4', 4000), open('c5', 4000)]);
+        await store.recordConnections([
+          { kind: 'close', connectionId: `${app}-c3`, at: 4100 },
+          open('c6', 4150),
+          { kind: 'close', connectionId: `${app}-c4`, at: 4200 },
+          { kind: 'close', connectionId: `${app}-c6`, at: 4250 },
+        ]);
+        const online = await store.remoteConnections(app, ['w'], `${app}-elsewhere`, 0);
+        expect(online.map((r) => r.connection_id)).toEqual([`${app}-c5`]);
+        expect(await store.markNodeOffline(node, 5000)).toBe(1); // leaves no live node behind for other tests
       }));
 
     it('presence across nodes: online rows of other live nodes; dead nodes swept and forgotten, never this one', () =>
@@ -693,6 +716,142 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
         expect(await store.handoffCounts(app)).toEqual({ pending: 0, delivered: 1, failed: 1 });
         await store.persistPushes([item(app, { id: 'h4', to: { users: ['w'] } })]);
         expect(await st('h4')).toEqual([null]);
+      }));
+
+    it('cluster resends: a node sees due resends of users it holds or no live node holds, never of users only another node holds', () =>
+      withStore(async (store, app) => {
+        const [a, b, dead] = [`${app}-a`, `${app}-b`, `${app}-dead`];
+        const t = Date.now();
+        await store.touchNode(a, t);
+        await store.touchNode(b, t);
+        await store.touchNode(dead, t - 60_000);
+        const open = (user: string, node: string) => ({
+          kind: 'open' as const,
+          connectionId: `${app}-${user}-${node}`,
+          appId: app,
+          userId: user,
+          device: 'd',
+          platform: 'web',
+          node,
+          at: t,
+        });
+        // onA: held by a; both: by a and b; gone: only by a dead node; nobody: no connection.
+        await store.recordConnections([open('onA', a), open('both', a), open('both', b), open('gone', dead)]);
+        const users = ['onA', 'both', 'gone', 'nobody'];
+        await store.persistPushes(users.map((u) => item(app, { id: `cr-${u}`, to: { users: [u] } })));
+        await store.applyDeliveryUpdates(
+          users.map((u) => ({
+            kind: 'sent' as const,
+            appId: app,
+            userId: u,
+            seqs: [1],
+            at: t,
+            retryAt: t + 10,
+          })),
+        );
+        const seen = async (node: string) =>
+          (await store.dueRetries(t + 10, 1000, { node, freshSince: t - 1000 }))
+            .filter((d) => d.message.appId === app)
+            .map((d) => [d.userId, d.onlineElsewhere])
+            .sort();
+        expect(await seen(a)).toEqual([
+          ['both', true],
+          ['gone', false],
+          ['nobody', false],
+          ['onA', false],
+        ]);
+        expect(await seen(b)).toEqual([
+          ['both', true],
+          ['gone', false],
+          ['nobody', false],
+        ]);
+
+        // Two nodes resending one user's message count it once: the second update finds it no longer due.
+        await store.updateRetries([
+          { kind: 'resent', appId: app, userId: 'both', seq: 1, nextRetryAt: t + 500, dueBy: t + 10 },
+        ]);
+        await store.updateRetries([
+          { kind: 'resent', appId: app, userId: 'both', seq: 1, nextRetryAt: t + 600, dueBy: t + 11 },
+          { kind: 'disarm', appId: app, userId: 'both', seq: 1, dueBy: t + 11 },
+        ]);
+        const status = await store.getMessageStatus(app, 'cr-both', t);
+        expect(status?.recipients[0]).toMatchObject({ status: 'sent', retries: 1 });
+        expect((await seen(a)).map(([u]) => u)).not.toContain('both');
+      }));
+
+    it('cluster topics: subscriptions and $all opt-outs of other live nodes count; closed connections and dead nodes do not', () =>
+      withStore(async (store, app) => {
+        const [me, other, dead] = [`${app}-me`, `${app}-other`, `${app}-dead`];
+        const t = Date.now();
+        await store.touchNode(me, t);
+        await store.touchNode(other, t);
+        await store.touchNode(dead, t - 60_000);
+        const open = (id: string, user: string, node: string) => ({
+          kind: 'open' as const,
+          connectionId: `${app}-${id}`,
+          appId: app,
+          userId: user,
+          device: id,
+          platform: 'web',
+          node,
+          at: t,
+        });
+        const sub = (id: string, user: string, node: string, topic: string) => ({
+          kind: 'subscribe' as const,
+          connectionId: `${app}-${id}`,
+          appId: app,
+          userId: user,
+          topic,
+          node,
+        });
+        await store.recordConnections([
+          open('m1', 'u1', me),
+          open('o1', 'u1', other),
+          open('o2', 'u2', other),
+          open('o3', 'u3', other),
+          open('d1', 'u4', dead),
+        ]);
+        await store.recordSubscriptions([
+          sub('m1', 'u1', me, 'room'),
+          sub('o1', 'u1', other, 'room'),
+          sub('o2', 'u2', other, 'room'),
+          sub('o2', 'u2', other, 'lobby'),
+          { kind: 'unsubscribe', connectionId: `${app}-o2`, topic: 'lobby' },
+          sub('o3', 'u3', other, '$all-muted'),
+          sub('d1', 'u4', dead, 'room'),
+        ]);
+        const audience = (topic: string, users = true) =>
+          store.remoteTopicAudience({ appId: app, topic, exceptNode: me, freshSince: t - 1000, users });
+        const room = await audience('room');
+        expect(room.connections).toBe(2);
+        expect(room.users.sort()).toEqual(['u1', 'u2']);
+        expect(await audience('lobby')).toEqual({ connections: 0, users: [] });
+        // $all: every online connection of the other live nodes but the one that opted out.
+        const all = await audience('$all');
+        expect(all.connections).toBe(2);
+        expect(all.users.sort()).toEqual(['u1', 'u2']);
+        expect(await audience('room', false)).toEqual({ connections: 2, users: [] });
+
+        // A closed connection stops counting at once (its rows go with the next batch).
+        await store.recordConnections([{ kind: 'close', connectionId: `${app}-o1`, at: t + 1 }]);
+        expect((await audience('room')).users).toEqual(['u2']);
+        await store.recordSubscriptions([{ kind: 'close', connectionId: `${app}-o1` }]);
+        expect((await audience('room')).connections).toBe(1);
+
+        // A stopped node's subscriptions are forgotten.
+        await store.markNodeOffline(other, t + 2);
+        expect(await audience('room')).toEqual({ connections: 0, users: [] });
+      }));
+
+    it('cluster stats: each node keeps one row of figures; the others read the fresh ones', () =>
+      withStore(async (store, app) => {
+        const [a, b] = [`${app}-a`, `${app}-b`];
+        await store.recordNodeStats(a, 1000, '{"n":1}');
+        await store.recordNodeStats(a, 2000, '{"n":2}');
+        await store.recordNodeStats(b, 2000, '{"n":3}');
+        const mine = (rows: { node: string }[]) => rows.filter((r) => r.node.startsWith(app));
+        expect(mine(await store.readNodeStats(b, 1500))).toEqual([{ node: a, at: 2000, stats: '{"n":2}' }]);
+        expect(mine(await store.readNodeStats(b, 2500))).toEqual([]);
       }));
 
     it('apps: save, update and list', () =>

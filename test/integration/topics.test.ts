@@ -453,4 +453,29 @@ describe('topics: $all broadcast', () => {
     expect(ms.map((m) => m.id)).toEqual([r2.body.id, r3.body.id]);
     await h.expectNextIsSentinel(c, 'ta-replay');
   });
+
+  it('unsubscribe from $all → unsubscribed; app-wide broadcasts skip that connection until it subscribes again', async () => {
+    const quiet = await h.connect('ta-quiet');
+    const loud = await h.connect('ta-loud');
+    const count = async () => (await t.api('GET', `/v1/topics/${encodeURIComponent('$all')}/presence`)).body;
+    const before = await count();
+
+    quiet.send({ op: 'unsubscribe', topic: '$all', ref: 'ua' });
+    expect(await quiet.next((f) => f.ref === 'ua')).toEqual({ op: 'unsubscribed', topic: '$all', ref: 'ua' });
+    const after = await count();
+    expect(after.connections).toBe(before.connections - 1);
+    expect(after.users).not.toContain('ta-quiet');
+
+    const r = await t.push({ to: { all: true }, data: { muted: true } });
+    expect(r.body.recipients).toBe(after.connections);
+    expect((await loud.messages(1))[0]).toMatchObject({ topic: '$all', id: r.body.id });
+    await h.expectNextIsSentinel(quiet, 'ta-quiet');
+
+    // Subscribing again brings broadcasts back (with the replay by offset it always had).
+    const sub = await h.subscribe(quiet, '$all');
+    expect(sub).toMatchObject({ op: 'subscribed', topic: '$all' });
+    const r2 = await t.push({ to: { all: true }, data: { muted: false } });
+    expect(r2.body.recipients).toBe(before.connections);
+    expect((await quiet.messages(1))[0]).toMatchObject({ topic: '$all', id: r2.body.id });
+  });
 });

@@ -35,6 +35,8 @@ export interface AdminRouteDeps {
   readonly ingest: Ingest;
   readonly metrics: Metrics;
   readonly maxDataBytes: number;
+  /** Cluster mode: the dashboard's figures are shared through the store and summed over nodes. */
+  readonly statsCluster?: { store: Store; nodeId: string } | null;
 }
 
 const MAX_RECENT = 200;
@@ -45,7 +47,7 @@ const RECENT_RECIPIENTS = 20;
 /**
  * The operator API behind /dashboard, under /v1/admin/*, across every app:
  *
- *   GET    /v1/admin/stats                         totals, rates over the last minutes, connections by platform
+ *   GET    /v1/admin/stats                         totals, rates over the last minutes, connections by platform (whole cluster)
  *   GET    /v1/admin/apps                          app ids
  *   GET    /v1/admin/presence?app=&user=           a user's connections on this node
  *   DELETE /v1/admin/connections?app=&user=[&device=]   kick (close 4003)
@@ -56,8 +58,9 @@ const RECENT_RECIPIENTS = 20;
  */
 export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps): void {
   const { store, presence, status, ingest } = deps;
-  const stats = new StatsSampler(deps.metrics);
-  if (deps.adminToken !== null) stats.start();
+  const stats = new StatsSampler(deps.metrics, deps.statsCluster ?? null);
+  // In a cluster every node publishes its figures, so any node's dashboard sums them all.
+  if (deps.adminToken !== null || deps.statsCluster) stats.start();
   app.addHook('onClose', async () => stats.stop());
   const preHandler = adminAuth(deps.adminToken);
 

@@ -1,11 +1,11 @@
 import type { FastifyInstance } from 'fastify';
 import type { AppRegistry } from '../../auth/app-registry.js';
+import type { ClusterAudience } from '../../cluster/audience.js';
 import type { StatusWriter } from '../../delivery/status-writer.js';
 import { PushError } from '../../domain/errors.js';
 import { isValidTopic } from '../../domain/ids.js';
 import { ALL_TOPIC, type StoredMessage } from '../../domain/message.js';
 import type { TopicRetention } from '../../gateway/gateway.js';
-import type { Hub } from '../../gateway/hub.js';
 import type { HistoryRow, Store } from '../../store/store.js';
 import { userParam } from '../http-server.js';
 import {
@@ -75,9 +75,16 @@ export function historyPage(page: { rows: HistoryRow[]; hasMore: boolean }) {
 /** User history, topic history and topic presence on the server API. */
 export function registerHistoryRoutes(
   app: FastifyInstance,
-  deps: { apps: AppRegistry; store: Store; hub: Hub; status: StatusWriter; topicRetention: TopicRetention },
+  deps: {
+    apps: AppRegistry;
+    store: Store;
+    /** Topic presence for the whole cluster. */
+    audience: Pick<ClusterAudience, 'topicPresence'>;
+    status: StatusWriter;
+    topicRetention: TopicRetention;
+  },
 ): void {
-  const { store, hub, status } = deps;
+  const { store, audience, status } = deps;
   const preHandler = basicAuth(deps.apps);
 
   app.get(
@@ -151,7 +158,7 @@ export function registerHistoryRoutes(
     },
     async (req) => {
       const topic = topicParam(req.params);
-      return { topic, ...hub.topicPresence(req.appId, topic) };
+      return { topic, ...(await audience.topicPresence(req.appId, topic)) };
     },
   );
 }

@@ -118,7 +118,7 @@ export function decodeClientFrame(text: string): ClientFrame | FrameError {
         ref,
       };
     case 'unsubscribe':
-      return isValidTopic(f.topic)
+      return isValidTopic(f.topic) || f.topic === ALL_TOPIC
         ? { op: 'unsubscribe', topic: f.topic, ref }
         : bad('unsubscribe.topic is invalid');
     case 'ping':

@@ -14,6 +14,7 @@ export function migrationProvider(dialect: SqlDialect): MigrationProvider {
       '002_nodes': nodes(dialect),
       '004_lifecycle': lifecycle(dialect),
       '005_groups': groups(dialect),
+      '006_cluster': cluster(dialect),
     }),
   };
 }
@@ -293,6 +294,51 @@ function lifecycle(dialect: SqlDialect): Migration {
         .createIndex('webhook_handoffs_message')
         .on('webhook_handoffs')
         .column('message_pk')
+        .execute();
+    },
+  };
+}
+
+/**
+ * What other nodes need to know of a node's connections beyond who is online: topic
+ * subscriptions (cluster-wide topic recipients and presence; `$all-muted` rows for
+ * connections that unsubscribed from `$all`) and each node's dashboard figures. The app's
+ * online connections are counted for `$all` by (app, status), without a walk over its
+ * offline rows kept for retention.
+ */
+function cluster(dialect: SqlDialect): Migration {
+  const my = dialect === 'mysql';
+  const id = (n: number) => (my ? sql`varchar(${sql.raw(String(n))}) collate utf8mb4_bin` : sql`text`);
+  const big = my ? 'bigint' : 'integer';
+  return {
+    async up(db: Kysely<unknown>) {
+      const table = (name: string) => {
+        const t = db.schema.createTable(name);
+        return my ? t.modifyEnd(sql`engine=InnoDB default charset=utf8mb4 collate=utf8mb4_bin`) : t;
+      };
+      await table('subscriptions')
+        .addColumn('connection_id', id(64), (c) => c.notNull())
+        .addColumn('topic', id(128), (c) => c.notNull())
+        .addColumn('app_id', id(64), (c) => c.notNull())
+        .addColumn('user_id', id(128), (c) => c.notNull())
+        .addColumn('node', id(128), (c) => c.notNull())
+        .addPrimaryKeyConstraint('subscriptions_pk', ['connection_id', 'topic'])
+        .execute();
+      await db.schema
+        .createIndex('subscriptions_topic')
+        .on('subscriptions')
+        .columns(['app_id', 'topic', 'node'])
+        .execute();
+      await db.schema.createIndex('subscriptions_node').on('subscriptions').column('node').execute();
+      await db.schema
+        .createIndex('connections_app_online')
+        .on('connections')
+        .columns(['app_id', 'status', 'node'])
+        .execute();
+      await table('node_stats')
+        .addColumn('node', id(128), (c) => c.primaryKey())
+        .addColumn('at', big, (c) => c.notNull())
+        .addColumn('stats', sql`text`, (c) => c.notNull())
         .execute();
     },
   };

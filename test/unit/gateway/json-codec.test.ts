@@ -55,6 +55,7 @@ describe('json codec: client frames are validated', () => {
     ['{"op":"read","seq":0}', { op: 'read', seq: 0 }],
     ['{"op":"subscribe","topic":"room:1","since":4}', { op: 'subscribe', topic: 'room:1', since: 4 }],
     ['{"op":"unsubscribe","topic":"room:1"}', { op: 'unsubscribe', topic: 'room:1' }],
+    ['{"op":"unsubscribe","topic":"$all"}', { op: 'unsubscribe', topic: '$all' }],
     ['{"op":"ping","ref":7}', { op: 'ping', ref: 7 }],
     ['{"op":"refresh","token":"a.b.c"}', { op: 'refresh', token: 'a.b.c' }],
   ])('accepts %s', (text, expected) => {
