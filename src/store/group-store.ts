@@ -36,15 +36,22 @@ export interface GroupStore {
    */
   startGroupPush(item: PersistItem, groups: readonly string[], node: string): Promise<GroupPushStart>;
   /**
-   * Writes one batch of deliveries (users after the job's cursor, in id order) and moves the
-   * cursor, atomically. `onlineUsers` for ttl 0 pushes: the others are expired at once.
-   * Rejects with `LostGroupPush` when another node has taken the job over.
+   * Writes one batch of deliveries and, when `advanceTo` is given, moves the job's cursor
+   * there (the walk in id order has written everyone up to it), atomically. Batches written
+   * ahead of the walk (online members first) pass null and leave the cursor. `onlineUsers`
+   * for ttl 0 pushes: the others are expired at once. Rejects with `LostGroupPush` when
+   * another node has taken the job over.
    */
   writeGroupBatch(
     job: GroupPushJob,
     users: readonly string[],
     onlineUsers: ReadonlySet<string> | null,
+    advanceTo: string | null,
   ): Promise<Recipient[]>;
+  /** Members of these groups with an online connection on a node alive since `freshSince`, in id order. */
+  onlineMembers(appId: string, groups: readonly string[], freshSince: number): Promise<string[]>;
+  /** Members past the job's cursor that already have its delivery (written ahead of the walk). */
+  writtenAhead(job: GroupPushJob): Promise<string[]>;
   /** Records the final recipient count on the message and drops the job. */
   finishGroupPush(job: GroupPushJob): Promise<void>;
   /** Group pushes still being written, with the node writing each and that node's last heartbeat. */

@@ -211,14 +211,14 @@ export class SqlGroupStore implements GroupStore {
     job: GroupPushJob,
     users: readonly string[],
     onlineUsers: ReadonlySet<string> | null,
+    advanceTo: string | null,
   ): Promise<Recipient[]> {
-    const last = users[users.length - 1]!;
     return this.transaction(async (trx, ops) => {
-      // The cursor update comes first: it is the job's lock, and it proves this writer still
-      // owns the job at the cursor it read (a stale writer changes no row and rolls back).
+      // The job row's update comes first: it is the job's lock, and it proves this writer
+      // still owns the job at the cursor it read (a stale writer changes no row and rolls back).
       let move = trx
         .updateTable('group_pushes')
-        .set({ after_user: last, written: sql`written + ${users.length}` })
+        .set({ after_user: advanceTo ?? job.afterUser, written: sql`written + ${users.length}` })
         .where('message_pk', '=', job.messagePk)
         .where('node', '=', job.node);
       move =
@@ -256,10 +256,37 @@ export class SqlGroupStore implements GroupStore {
           live_only: live ? 1 : 0,
         })),
       );
-      job.afterUser = last;
+      if (advanceTo !== null) job.afterUser = advanceTo;
       job.written += users.length;
       return live ? recipients.filter((r) => live.has(r.user)) : recipients;
     });
+  }
+
+  async onlineMembers(appId: string, groups: readonly string[], freshSince: number): Promise<string[]> {
+    const rows = await this.db
+      .selectFrom('connections as c')
+      .innerJoin('nodes as n', 'n.node', 'c.node')
+      .innerJoin('group_members as g', (j) =>
+        j.onRef('g.app_id', '=', 'c.app_id').onRef('g.user_id', '=', 'c.user_id'),
+      )
+      .select('c.user_id')
+      .distinct()
+      .where('c.app_id', '=', appId)
+      .where('c.status', '=', 'online')
+      .where('n.last_heartbeat', '>=', freshSince)
+      .where('g.group_id', 'in', [...groups])
+      .execute();
+    return rows.map((r) => r.user_id);
+  }
+
+  async writtenAhead(job: GroupPushJob): Promise<string[]> {
+    let query = this.db
+      .selectFrom('deliveries')
+      .select('user_id')
+      .where('message_pk', '=', job.messagePk)
+      .where('app_id', '=', job.message.appId);
+    if (job.afterUser !== null) query = query.where('user_id', '>', job.afterUser);
+    return (await query.execute()).map((r) => r.user_id);
   }
 
   finishGroupPush(job: GroupPushJob): Promise<void> {

@@ -82,15 +82,27 @@ await describeWithServices(['mysql', 'redis'], 'groups and rooms on two nodes', 
     }
     const set = await nodes[1]!.api('PUT', `/v1/topics/${topic}/settings`, { merge_ms: 1500 });
     expect(set.body).toEqual({ topic, merge_ms: 1500 });
-    // The notice travels on the bus; a message through node 0 after it is merged there too.
+    // The notice travels on the bus. Until node 0 has it, a probe reaches node 0's
+    // subscriber as a plain frame; once it has, as a window (an array).
+    const onNode0 = subscribers[0]!;
+    let probes = 0;
+    for (;;) {
+      expect((await nodes[1]!.push({ to: { topic }, type: 'probe' })).status).toBe(202);
+      probes++;
+      await onNode0.c.messages(1);
+      if (onNode0.raw.at(-1)!.startsWith('[')) break;
+    }
+    await Promise.all(subscribers.slice(1).map(({ c }) => c.messages(probes)));
+    const before = subscribers.map(({ raw }) => raw.length);
     const res = await nodes[0]!.api('POST', '/v1/push/batch', {
       messages: Array.from({ length: 8 }, (_, i) => ({ to: { topic }, data: { i } })),
     });
     expect(res.status).toBe(200);
-    for (const { c, raw } of subscribers) {
+    for (const [i, { c, raw }] of subscribers.entries()) {
       const frames = await c.messages(8);
-      expect(frames.map((f) => f.offset)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
-      expect(raw).toHaveLength(1);
+      expect(frames.map((f) => f.offset)).toEqual(Array.from({ length: 8 }, (_, k) => probes + k + 1));
+      // Both nodes merged the eight into one frame for their subscriber.
+      expect(raw.length - before[i]!).toBe(1);
     }
   });
 });

@@ -918,28 +918,37 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
         const job = started.job;
         expect(await g.startGroupPush(push, ['g'], 'node-2')).toEqual({ kind: 'running', id: 'gp' });
         expect(await g.groupPushResult(app, 'gp')).toBeNull();
-        const first = await g.writeGroupBatch(job, ['a', 'b'], null);
+        // A member written ahead of the walk (online first) leaves the cursor where it was.
+        expect(await g.writeGroupBatch(job, ['z'], null, null)).toEqual([
+          { user: 'z', seq: 1, devices: null },
+        ]);
+        expect(job.afterUser).toBeNull();
+        expect(await g.writtenAhead(job)).toEqual(['z']);
+        const first = await g.writeGroupBatch(job, ['a', 'b'], null, 'b');
         expect(first).toEqual([
           { user: 'a', seq: 2, devices: null },
           { user: 'b', seq: 1, devices: null },
         ]);
         const open = (await g.openGroupPushes()).find((j) => j.messagePk === job.messagePk)!;
-        expect(open).toMatchObject({ node: 'node-1', afterUser: 'b', written: 2, groups: ['g'] });
+        expect(open).toMatchObject({ node: 'node-1', afterUser: 'b', written: 3, groups: ['g'] });
+        expect(await g.writtenAhead(open)).toEqual(['z']);
         expect(open.message.id).toBe('gp');
         // Another node adopts the job: the old writer's next batch is refused and writes nothing.
         expect(await g.claimGroupPush(job.messagePk, 'node-1', 'node-2')).toBe(true);
         expect(await g.claimGroupPush(job.messagePk, 'node-1', 'node-3')).toBe(false);
-        await expect(g.writeGroupBatch(job, ['c'], null)).rejects.toThrow(/another node/);
+        await expect(g.writeGroupBatch(job, ['c'], null, 'c')).rejects.toThrow(/another node/);
         expect(await store.lastSeq(app, 'c')).toBe(0);
         open.node = 'node-2';
-        expect(await g.writeGroupBatch(open, ['c'], null)).toEqual([{ user: 'c', seq: 1, devices: null }]);
+        expect(await g.writeGroupBatch(open, ['c'], null, 'c')).toEqual([
+          { user: 'c', seq: 1, devices: null },
+        ]);
         await g.finishGroupPush(open);
         expect((await g.openGroupPushes()).some((j) => j.messagePk === job.messagePk)).toBe(false);
-        expect(await g.groupPushResult(app, 'gp')).toBe(3);
+        expect(await g.groupPushResult(app, 'gp')).toBe(4);
         expect(await g.startGroupPush(push, ['g'], 'node-1')).toEqual({
           kind: 'duplicate',
           id: 'gp',
-          recipients: 3,
+          recipients: 4,
         });
         const other = item(app, { id: 'gp', to: { groups: ['g'] }, data: { hi: 2 } });
         expect(await g.startGroupPush(other, ['g'], 'node-1')).toEqual({ kind: 'conflict', id: 'gp' });
@@ -957,8 +966,42 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
           [2, true],
         ]);
         const status = await store.getMessageStatus(app, 'gp', Date.now());
-        expect(status?.recipients.map((r) => r.user)).toEqual(['a', 'b', 'c']);
+        expect(status?.recipients.map((r) => r.user)).toEqual(['a', 'b', 'c', 'z']);
         expect(status?.to).toEqual({ groups: ['g'] });
+      }));
+
+    it('online members of groups: connections online on live nodes, each member once', () =>
+      withStore(async (store, app) => {
+        await store.groups.editMembers(app, 'g1', ['on1', 'on2', 'off', 'stale'], []);
+        await store.groups.editMembers(app, 'g2', ['on2', 'on3'], []);
+        await store.touchNode(`live-${app}`, 10_000);
+        await store.touchNode(`dead-${app}`, 1_000);
+        const open = (id: string, user: string, node: string) =>
+          ({
+            kind: 'open',
+            connectionId: `${app}-${id}`,
+            appId: app,
+            userId: user,
+            device: id,
+            platform: 'p',
+            node,
+            at: 1,
+          }) as const;
+        await store.recordConnections([
+          open('c1', 'on1', `live-${app}`),
+          open('c2', 'on2', `live-${app}`),
+          open('c3', 'on2', `live-${app}`),
+          open('c4', 'on3', `live-${app}`),
+          open('c5', 'off', `live-${app}`),
+          open('c6', 'stale', `dead-${app}`),
+          open('c7', 'stranger', `live-${app}`),
+        ]);
+        await store.recordConnections([{ kind: 'close', connectionId: `${app}-c5`, at: 2 }]);
+        const online = await store.groups.onlineMembers(app, ['g1', 'g2'], 5_000);
+        expect(online.sort()).toEqual(['on1', 'on2', 'on3']);
+        expect((await store.groups.onlineMembers(app, ['g2'], 5_000)).sort()).toEqual(['on2', 'on3']);
+        await store.markNodeOffline(`live-${app}`, 20_000);
+        await store.markNodeOffline(`dead-${app}`, 20_000);
       }));
 
     it('group pushes with ttl 0 expire the members offline at once', () =>
@@ -969,7 +1012,7 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
           'n',
         );
         if (started.kind !== 'started') throw new Error(started.kind);
-        const routed = await store.groups.writeGroupBatch(started.job, ['on', 'off'], new Set(['on']));
+        const routed = await store.groups.writeGroupBatch(started.job, ['on', 'off'], new Set(['on']), 'on');
         expect(routed.map((r) => r.user)).toEqual(['on']);
         const status = await store.getMessageStatus(app, started.job.message.id, Date.now());
         expect(status?.recipients.map((r) => [r.user, r.status])).toEqual([
