@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { ExpressionBuilder, Kysely, Transaction } from 'kysely';
 import { STATUS_CODE } from '../domain/message.js';
 import type { Database } from './schema.js';
@@ -141,7 +142,8 @@ export async function claimHandoffs(db: Kysely<Database>, q: HandoffQuery): Prom
   const claimed: ClaimedHandoffs[] = [];
   let n = 0;
   for (const { appId, userId } of users.values()) {
-    const token = `${q.node}/${q.now.toString(36)}/${(n++).toString(36)}`;
+    // Unique per claim even for two polls of one node in the same millisecond.
+    const token = `${q.node}/${q.now.toString(36)}/${(n++).toString(36)}/${randomBytes(6).toString('base64url')}`;
     const r = await db
       .updateTable('webhook_handoffs')
       .set({ claimed_by: token, claim_until: q.now + q.leaseMs })

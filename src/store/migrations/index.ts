@@ -281,7 +281,7 @@ function lifecycle(dialect: SqlDialect): Migration {
         .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
         .addColumn('due_at', big, (c) => c.notNull())
         .addColumn('give_up_at', big, (c) => c.notNull())
-        .addColumn('claimed_by', id(128))
+        .addColumn('claimed_by', id(255)) // node id (≤ 128) + a claim suffix
         .addColumn('claim_until', big)
         .addPrimaryKeyConstraint('webhook_handoffs_pk', ['app_id', 'user_id', 'seq'])
         .execute();
