@@ -6,9 +6,11 @@ import { registerDemoRoutes, warnIfDemoExposed } from './api/routes/demo.js';
 import { registerHistoryRoutes } from './api/routes/history.js';
 import { registerOperationRoutes } from './api/routes/operations.js';
 import { registerPushRoutes } from './api/routes/push.js';
+import { registerRevokeRoutes } from './api/routes/revoke.js';
 import { registerUserRoutes } from './api/routes/users.js';
 import { registerWebRoutes } from './api/routes/web.js';
 import { AppRegistry } from './auth/app-registry.js';
+import { Revocations } from './auth/revocations.js';
 import { createBus } from './bus/create-bus.js';
 import type { Config } from './config.js';
 import { Maintenance } from './delivery/maintenance.js';
@@ -57,6 +59,9 @@ export async function createServer(config: Config, options: { log?: Logger } = {
   const store = await createStore(config.store);
   const apps = new AppRegistry(store);
   await apps.bootstrap(config.apps);
+  const revocations = new Revocations(store);
+  await revocations.load();
+  apps.revocations = revocations;
 
   const topicRetention = { count: config.delivery.topicRetentionCount, ms: config.delivery.topicRetentionMs };
   let bus: Awaited<ReturnType<typeof createBus>>;
@@ -106,7 +111,10 @@ export async function createServer(config: Config, options: { log?: Logger } = {
   bus.subscribe((e) => {
     if (e.kind === 'users') hub.deliverToUsers(e.message, e.recipients);
     else if (e.kind === 'topic') hub.deliverToTopic(e.message);
-    else hub.kick(e.appId, e.userId, e.device);
+    else if (e.kind === 'revoke') {
+      revocations.note(e.appId, e.userId, e.before);
+      hub.kick(e.appId, e.userId);
+    } else hub.kick(e.appId, e.userId, e.device);
   });
   const ingest = new Ingest(store, new Router(bus), hub, metrics);
   const consumers = createQueueConsumers(config.queue, config.nodeId, {
@@ -144,6 +152,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
     admission: pushAdmission(load, new AppRateLimiter(config.limits.appPushRate)),
   });
   registerUserRoutes(http, { apps, store, presence, status });
+  registerRevokeRoutes(http, { apps, revocations, bus, hub, presence });
   registerHistoryRoutes(http, { apps, store, hub, status, topicRetention });
   registerClientRoutes(http, { apps, store, status, gateway, metrics, trustProxy: proxies });
   registerOperationRoutes(http, {

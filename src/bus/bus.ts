@@ -8,7 +8,9 @@ export type Envelope =
   | { readonly kind: 'users'; readonly message: StoredMessage; readonly recipients: readonly Recipient[] }
   | { readonly kind: 'topic'; readonly message: StoredMessage }
   /** Close a user's connections (all, or one device's) with 4003 wherever they are. */
-  | { readonly kind: 'kick'; readonly appId: string; readonly userId: string; readonly device?: string };
+  | { readonly kind: 'kick'; readonly appId: string; readonly userId: string; readonly device?: string }
+  /** Tokens of a user issued before `before` (ms) are refused; its connections close with 4003. */
+  | { readonly kind: 'revoke'; readonly appId: string; readonly userId: string; readonly before: number };
 
 /**
  * The bus seam. Drivers: `MemoryBus` (one process, the default) and, for several processes

@@ -9,6 +9,7 @@ export interface Database {
   topic_state: TopicStateTable;
   connections: ConnectionsTable;
   nodes: NodesTable;
+  revocations: RevocationsTable;
 }
 
 export interface AppsTable {
@@ -91,4 +92,11 @@ export interface ConnectionsTable {
 export interface NodesTable {
   node: string;
   last_heartbeat: number;
+}
+
+/** Per user: tokens issued (`iat`) before `before_ms` are refused (POST /v1/users/{user}/revoke). */
+export interface RevocationsTable {
+  app_id: string;
+  user_id: string;
+  before_ms: number;
 }

@@ -22,7 +22,7 @@ const envelope = (i: number): Envelope => ({
 });
 
 /** The message id of a message envelope; the user of a kick. */
-const idOf = (e: Envelope) => (e.kind === 'kick' ? e.userId : e.message.id);
+const idOf = (e: Envelope) => (e.kind === 'kick' || e.kind === 'revoke' ? e.userId : e.message.id);
 
 /** Collects what a handler receives and resolves when `n` have arrived. */
 function collector() {

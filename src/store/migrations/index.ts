@@ -8,7 +8,13 @@ export type SqlDialect = 'sqlite' | 'mysql';
  * case-sensitive) and MEDIUMTEXT for data up to the configurable limit.
  */
 export function migrationProvider(dialect: SqlDialect): MigrationProvider {
-  return { getMigrations: async () => ({ '001_initial': initial(dialect), '002_nodes': nodes(dialect) }) };
+  return {
+    getMigrations: async () => ({
+      '001_initial': initial(dialect),
+      '002_nodes': nodes(dialect),
+      '003_safety': safety(dialect),
+    }),
+  };
 }
 
 function initial(dialect: SqlDialect): Migration {
@@ -177,6 +183,23 @@ function nodes(dialect: SqlDialect): Migration {
       // Only the stale-row sweep used it; each open and close paid for it.
       const drop = db.schema.dropIndex('connections_status_heartbeat');
       await (my ? drop.on('connections') : drop).execute();
+    },
+  };
+}
+
+/** Token revocation: one row per revoked user, the instant before which its tokens are refused. */
+function safety(dialect: SqlDialect): Migration {
+  const my = dialect === 'mysql';
+  const id = (n: number) => (my ? sql`varchar(${sql.raw(String(n))}) collate utf8mb4_bin` : sql`text`);
+  return {
+    async up(db: Kysely<unknown>) {
+      const t = db.schema
+        .createTable('revocations')
+        .addColumn('app_id', id(64), (c) => c.notNull())
+        .addColumn('user_id', id(512), (c) => c.notNull())
+        .addColumn('before_ms', my ? 'bigint' : 'integer', (c) => c.notNull())
+        .addPrimaryKeyConstraint('revocations_pk', ['app_id', 'user_id']);
+      await (my ? t.modifyEnd(sql`engine=InnoDB default charset=utf8mb4 collate=utf8mb4_bin`) : t).execute();
     },
   };
 }
