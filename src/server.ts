@@ -10,10 +10,12 @@ import { registerHistoryRoutes } from './api/routes/history.js';
 import { registerLifecycleRoutes } from './api/routes/lifecycle.js';
 import { registerOperationRoutes } from './api/routes/operations.js';
 import { registerPushRoutes } from './api/routes/push.js';
+import { registerRevokeRoutes } from './api/routes/revoke.js';
 import { registerRoomRoutes } from './api/routes/rooms.js';
 import { registerUserRoutes } from './api/routes/users.js';
 import { registerWebRoutes } from './api/routes/web.js';
 import { AppRegistry } from './auth/app-registry.js';
+import { Revocations } from './auth/revocations.js';
 import { createBus } from './bus/create-bus.js';
 import { ClusterAudience } from './cluster/audience.js';
 import { InterestTracker } from './cluster/interest-tracker.js';
@@ -71,6 +73,9 @@ export async function createServer(config: Config, options: { log?: Logger } = {
   const store = await createStore(config.store);
   const apps = new AppRegistry(store);
   await apps.bootstrap(config.apps);
+  const revocations = new Revocations(store);
+  await revocations.load();
+  apps.revocations = revocations;
 
   const topicRetention = { count: config.delivery.topicRetentionCount, ms: config.delivery.topicRetentionMs };
   let bus: Awaited<ReturnType<typeof createBus>>;
@@ -142,7 +147,10 @@ export async function createServer(config: Config, options: { log?: Logger } = {
     if (e.kind === 'users') hub.deliverToUsers(e.message, e.recipients);
     else if (e.kind === 'topic') hub.deliverToTopic(e.message);
     else if (e.kind === 'kick') hub.kick(e.appId, e.userId, e.device);
-    else if (e.kind === 'room') rooms.apply(e.appId, e.topic, e.mergeMs);
+    else if (e.kind === 'revoke_tokens') {
+      revocations.note(e.appId, e.userId, e.before);
+      hub.kick(e.appId, e.userId);
+    } else if (e.kind === 'room') rooms.apply(e.appId, e.topic, e.mergeMs);
     else signals.deliver(e);
   });
   const router = new Router(bus);
@@ -215,6 +223,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
     store: store.groups,
     announce: (appId, topic, mergeMs) => bus.publish({ kind: 'room', appId, topic, mergeMs }),
   });
+  registerRevokeRoutes(http, { apps, revocations, bus, hub, presence });
   registerHistoryRoutes(http, { apps, store, audience, status, topicRetention });
   registerClientRoutes(http, { apps, store, status, gateway, metrics, trustProxy: proxies });
   registerOperationRoutes(http, {

@@ -3,6 +3,7 @@ import type { AppBootstrap } from '../config.js';
 import { PushError } from '../domain/errors.js';
 import { isValidAppId } from '../domain/ids.js';
 import type { AppRecord, Store } from '../store/store.js';
+import type { Revocations } from './revocations.js';
 import {
   createTokenVerifier,
   SUPPORTED_ALGS,
@@ -28,6 +29,9 @@ interface CachedApp {
  */
 export class AppRegistry {
   private readonly cache = new Map<string, CachedApp>();
+
+  /** Set by the composition root: tokens issued before a user's revocation are refused. */
+  revocations: Pick<Revocations, 'check'> | null = null;
 
   constructor(private readonly store: Store) {}
 
@@ -59,7 +63,9 @@ export class AppRegistry {
     if (!entry?.record || !entry.verifier)
       throw new PushError('unknown_app', `unknown app "${appId.slice(0, 64)}"`);
     if (entry.verifier instanceof PushError) throw entry.verifier;
-    return verifyClientToken(token, entry.verifier);
+    const claims = verifyClientToken(token, entry.verifier);
+    this.revocations?.check(appId, claims);
+    return claims;
   }
 
   /** Creates an app, or rotates its secret when it exists. Returns the new plain secret. */

@@ -8,6 +8,8 @@ export interface TokenClaims {
   /** Expiry in ms. */
   readonly exp: number;
   readonly platform: string;
+  /** `iat` in ms (whole seconds), when the token has one: revocation compares it. */
+  readonly issuedAt?: number;
   /** False when the token carries no `platform` claim (`platform` is then the default). */
   readonly platformClaimed?: boolean;
   /** Allowed topic patterns (`*` suffix wildcard); null = only `$all`. */
@@ -67,6 +69,7 @@ export function verifyClientToken(token: string, verify: TokenVerifier): TokenCl
     exp: payload.exp * 1000,
     platform,
     platformClaimed: payload.platform !== undefined,
+    ...(typeof payload.iat === 'number' ? { issuedAt: payload.iat * 1000 } : {}),
     topics: (topics as string[] | undefined) ?? null,
   };
 }

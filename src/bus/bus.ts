@@ -12,6 +12,13 @@ export type Envelope =
   | { readonly kind: 'kick'; readonly appId: string; readonly userId: string; readonly device?: string }
   /** A live room's settings changed: every node applies them to its own subscribers. */
   | { readonly kind: 'room'; readonly appId: string; readonly topic: string; readonly mergeMs: number }
+  /** Tokens of a user issued before `before` (ms) are refused; its connections close with 4003. */
+  | {
+      readonly kind: 'revoke_tokens';
+      readonly appId: string;
+      readonly userId: string;
+      readonly before: number;
+    }
   | LifecycleEnvelope;
 
 /** Message lifecycle signals (src/gateway/lifecycle-signals.ts delivers them to sessions). */

@@ -17,6 +17,7 @@ export interface Database {
   webhook_handoffs: WebhookHandoffsTable;
   subscriptions: SubscriptionsTable;
   node_stats: NodeStatsTable;
+  revocations: RevocationsTable;
 }
 
 export interface AppsTable {
@@ -182,4 +183,11 @@ export interface NodeStatsTable {
   node: string;
   at: number;
   stats: string;
+}
+
+/** Per user: tokens issued (`iat`) before `before_ms` are refused (POST /v1/users/{user}/revoke). */
+export interface RevocationsTable {
+  app_id: string;
+  user_id: string;
+  before_ms: number;
 }

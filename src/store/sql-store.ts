@@ -823,6 +823,25 @@ export abstract class SqlStore implements Store {
     ).execute();
   }
 
+  async revokeTokens(appId: string, userId: string, beforeMs: number): Promise<void> {
+    const row = this.db
+      .insertInto('revocations')
+      .values({ app_id: appId, user_id: userId, before_ms: beforeMs });
+    await (this.dialect === 'mysql'
+      ? row.onDuplicateKeyUpdate({ before_ms: sql`greatest(before_ms, values(before_ms))` })
+      : row.onConflict((c) =>
+          c
+            .columns(['app_id', 'user_id'])
+            .doUpdateSet({ before_ms: sql`max(before_ms, excluded.before_ms)` }),
+        )
+    ).execute();
+  }
+
+  async listRevocations(): Promise<{ appId: string; userId: string; beforeMs: number }[]> {
+    const rows = await this.db.selectFrom('revocations').selectAll().execute();
+    return rows.map((r) => ({ appId: r.app_id, userId: r.user_id, beforeMs: Number(r.before_ms) }));
+  }
+
   async markNodeOffline(node: string, now: number): Promise<number> {
     const r = await this.db
       .updateTable('connections')

@@ -81,6 +81,13 @@ export interface Store {
   recordConnections(changes: readonly ConnectionChange[]): Promise<void>;
   /** Records that a node is alive now (its row in the nodes table): one statement per interval. */
   touchNode(node: string, now: number): Promise<void>;
+  /**
+   * Records that tokens of a user issued before `beforeMs` are refused. Never moves an
+   * instant backwards: a later revocation with an earlier `before` keeps the later one.
+   */
+  revokeTokens(appId: string, userId: string, beforeMs: number): Promise<void>;
+  /** Every revocation, for a node's cache at start: (app, user) → before (ms). */
+  listRevocations(): Promise<{ appId: string; userId: string; beforeMs: number }[]>;
   /** Marks a node's connections offline and forgets the node (startup after a crash, shutdown). */
   markNodeOffline(node: string, now: number): Promise<number>;
   /**

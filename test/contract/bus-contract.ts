@@ -24,7 +24,7 @@ const envelope = (i: number, user = 'u'): Envelope => ({
 
 /** The message id of a message envelope; the user of a kick; the topic of a room notice; the kind of any other. */
 const idOf = (e: Envelope) =>
-  e.kind === 'kick'
+  e.kind === 'kick' || e.kind === 'revoke_tokens'
     ? e.userId
     : e.kind === 'room'
       ? e.topic

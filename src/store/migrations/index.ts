@@ -12,6 +12,7 @@ export function migrationProvider(dialect: SqlDialect): MigrationProvider {
     getMigrations: async () => ({
       '001_initial': initial(dialect),
       '002_nodes': nodes(dialect),
+      '003_safety': safety(dialect),
       '004_lifecycle': lifecycle(dialect),
       '005_groups': groups(dialect),
       '006_cluster': cluster(dialect),
@@ -340,6 +341,23 @@ function cluster(dialect: SqlDialect): Migration {
         .addColumn('at', big, (c) => c.notNull())
         .addColumn('stats', sql`text`, (c) => c.notNull())
         .execute();
+    },
+  };
+}
+
+/** Token revocation: one row per revoked user, the instant before which its tokens are refused. */
+function safety(dialect: SqlDialect): Migration {
+  const my = dialect === 'mysql';
+  const id = (n: number) => (my ? sql`varchar(${sql.raw(String(n))}) collate utf8mb4_bin` : sql`text`);
+  return {
+    async up(db: Kysely<unknown>) {
+      const t = db.schema
+        .createTable('revocations')
+        .addColumn('app_id', id(64), (c) => c.notNull())
+        .addColumn('user_id', id(512), (c) => c.notNull())
+        .addColumn('before_ms', my ? 'bigint' : 'integer', (c) => c.notNull())
+        .addPrimaryKeyConstraint('revocations_pk', ['app_id', 'user_id']);
+      await (my ? t.modifyEnd(sql`engine=InnoDB default charset=utf8mb4 collate=utf8mb4_bin`) : t).execute();
     },
   };
 }
