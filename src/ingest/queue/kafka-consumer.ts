@@ -220,6 +220,7 @@ export class KafkaConsumer implements QueueConsumer {
       });
       const link: Link = { consumer, stream };
       this.link = link;
+      this.paused = false; // a new stream flows until the window fills
       this.onAssignment(consumer);
       stream.on('data', (message: Message<Buffer, Buffer, Buffer, Buffer>) => this.take(link, message));
       stream.on('error', (err: Error) => this.handleLoss(link, err));
