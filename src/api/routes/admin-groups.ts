@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { PushError } from '../../domain/errors.js';
 import { isValidAppId } from '../../domain/ids.js';
 import type { GroupStore } from '../../store/group-store.js';
+import { errorReplies, tagged } from '../schemas.js';
 import { adminAuth } from './admin.js';
 import { ErrorBody } from './groups.js';
 
@@ -21,7 +22,7 @@ const AppQuery = Type.Object(
   },
   { additionalProperties: false },
 );
-const ADMIN_ERRORS = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody } as const;
+const ADMIN_ERRORS = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, ...errorReplies } as const;
 const GroupsReply = Type.Object({
   groups: Type.Array(Type.Object({ app: Type.String(), group: Type.String(), members: Type.Integer() })),
 });
@@ -40,7 +41,13 @@ export function registerAdminGroupRoutes(app: FastifyInstance, deps: AdminGroupR
 
   app.get(
     '/v1/admin/groups',
-    { preHandler, schema: { querystring: AppQuery, response: { 200: GroupsReply, ...ADMIN_ERRORS } } },
+    {
+      preHandler,
+      schema: tagged('admin', 'Largest groups first, with their sizes', {
+        querystring: AppQuery,
+        response: { 200: GroupsReply, ...ADMIN_ERRORS },
+      }),
+    },
     async (req) => {
       const q = req.query as { app?: string; limit?: string };
       const limit = q.limit === undefined ? DEFAULT_LISTED : Number(q.limit);
@@ -51,7 +58,13 @@ export function registerAdminGroupRoutes(app: FastifyInstance, deps: AdminGroupR
 
   app.get(
     '/v1/admin/rooms',
-    { preHandler, schema: { querystring: AppQuery, response: { 200: RoomsReply, ...ADMIN_ERRORS } } },
+    {
+      preHandler,
+      schema: tagged('admin', 'Live rooms with a merge window set', {
+        querystring: AppQuery,
+        response: { 200: RoomsReply, ...ADMIN_ERRORS },
+      }),
+    },
     async (req) => {
       const appId = appFilter((req.query as { app?: string }).app);
       const rooms = (await deps.groups.listTopicSettings())

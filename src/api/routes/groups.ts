@@ -5,6 +5,7 @@ import { PushError } from '../../domain/errors.js';
 import { isValidUserId } from '../../domain/ids.js';
 import type { GroupStore } from '../../store/group-store.js';
 import { userParam } from '../http-server.js';
+import { errorReplies, tagged } from '../schemas.js';
 import { basicAuth } from './push.js';
 
 export interface GroupRouteDeps {
@@ -21,8 +22,8 @@ export const GROUP_ID_PATTERN = '^[A-Za-z0-9._:-]{1,128}$';
 export const ErrorBody = Type.Object({
   error: Type.Object({ code: Type.String(), message: Type.String() }),
 });
-/** The error statuses every server-API route may answer with. */
-export const ERROR_RESPONSES = { 400: ErrorBody, 401: ErrorBody, 413: ErrorBody } as const;
+/** The error statuses every server-API route may answer with; any other 4xx/5xx has the same body. */
+export const ERROR_RESPONSES = { 400: ErrorBody, 401: ErrorBody, 413: ErrorBody, ...errorReplies } as const;
 
 const GroupParams = Type.Object({ group: Type.String({ pattern: GROUP_ID_PATTERN }) });
 const UserParams = Type.Object({ user: Type.String({ minLength: 1 }) });
@@ -64,7 +65,11 @@ export function registerGroupRoutes(app: FastifyInstance, deps: GroupRouteDeps):
     '/v1/groups/:group/members',
     {
       preHandler,
-      schema: { params: GroupParams, body: EditBody, response: { 200: EditReply, ...ERROR_RESPONSES } },
+      schema: tagged('server', 'Add and remove members of a group', {
+        params: GroupParams,
+        body: EditBody,
+        response: { 200: EditReply, ...ERROR_RESPONSES },
+      }),
     },
     async (req) => {
       const { group } = req.params as { group: string };
@@ -85,11 +90,11 @@ export function registerGroupRoutes(app: FastifyInstance, deps: GroupRouteDeps):
     '/v1/groups/:group/members',
     {
       preHandler,
-      schema: {
+      schema: tagged('server', "A page of a group's members, sorted by user id", {
         params: GroupParams,
         querystring: MembersQuery,
         response: { 200: MembersReply, ...ERROR_RESPONSES },
-      },
+      }),
     },
     async (req) => {
       const { group } = req.params as { group: string };
@@ -110,13 +115,25 @@ export function registerGroupRoutes(app: FastifyInstance, deps: GroupRouteDeps):
 
   app.get(
     '/v1/users/:user/groups',
-    { preHandler, schema: { params: UserParams, response: { 200: GroupsReply, ...ERROR_RESPONSES } } },
+    {
+      preHandler,
+      schema: tagged('server', 'The groups a user is a member of', {
+        params: UserParams,
+        response: { 200: GroupsReply, ...ERROR_RESPONSES },
+      }),
+    },
     async (req) => ({ groups: await groups.groupsOf(req.appId, userParam(req)) }),
   );
 
   app.delete(
     '/v1/groups/:group',
-    { preHandler, schema: { params: GroupParams, response: { 204: Type.Null(), ...ERROR_RESPONSES } } },
+    {
+      preHandler,
+      schema: tagged('server', 'Delete a group and its member list', {
+        params: GroupParams,
+        response: { 204: Type.Null(), ...ERROR_RESPONSES },
+      }),
+    },
     async (req, reply) => {
       const { group } = req.params as { group: string };
       await groups.deleteGroup(req.appId, group);

@@ -7,6 +7,7 @@ import type { Recall } from '../../lifecycle/recall.js';
 import { MAX_WEBHOOK_URL } from '../../lifecycle/webhook-url.js';
 import { MAX_AFTER_MS, type Webhooks } from '../../lifecycle/webhooks.js';
 import type { Store } from '../../store/store.js';
+import { errorReplies, tagged } from '../schemas.js';
 import { adminAuth } from './admin.js';
 import { basicAuth } from './push.js';
 
@@ -22,7 +23,7 @@ export interface LifecycleRouteDeps {
 const ErrorBody = Type.Object({
   error: Type.Object({ code: Type.String(), message: Type.String() }),
 });
-const errors = { 400: ErrorBody, 401: ErrorBody, 404: ErrorBody };
+const errors = { 400: ErrorBody, 401: ErrorBody, 404: ErrorBody, ...errorReplies };
 
 const WebhookView = Type.Object({
   url: Type.String(),
@@ -43,7 +44,7 @@ export function registerLifecycleRoutes(app: FastifyInstance, deps: LifecycleRou
     '/v1/messages/:id',
     {
       preHandler,
-      schema: {
+      schema: tagged('server', 'Recall a message from recipients that have not acked it', {
         params: Type.Object({ id: Type.String({ minLength: 1 }) }),
         response: {
           200: Type.Object({
@@ -52,7 +53,7 @@ export function registerLifecycleRoutes(app: FastifyInstance, deps: LifecycleRou
           }),
           ...errors,
         },
-      },
+      }),
     },
     async (req) => {
       const { id } = req.params as { id: string };
@@ -67,7 +68,7 @@ export function registerLifecycleRoutes(app: FastifyInstance, deps: LifecycleRou
     '/v1/webhook',
     {
       preHandler,
-      schema: {
+      schema: tagged('server', "Set the app's offline hand-off webhook", {
         body: Type.Object(
           {
             url: Type.String({ minLength: 1, maxLength: MAX_WEBHOOK_URL }),
@@ -77,7 +78,7 @@ export function registerLifecycleRoutes(app: FastifyInstance, deps: LifecycleRou
           { additionalProperties: false },
         ),
         response: { 200: WebhookView, ...errors },
-      },
+      }),
     },
     async (req) => {
       const body = req.body as { url: string; after_ms?: number; rotate_secret?: boolean };
@@ -91,7 +92,12 @@ export function registerLifecycleRoutes(app: FastifyInstance, deps: LifecycleRou
 
   app.get(
     '/v1/webhook',
-    { preHandler, schema: { response: { 200: WebhookView, ...errors } } },
+    {
+      preHandler,
+      schema: tagged('server', "The app's offline hand-off webhook", {
+        response: { 200: WebhookView, ...errors },
+      }),
+    },
     async (req) => {
       const found = await deps.webhooks.get(req.appId);
       if (!found) throw new PushError('not_found', 'this app has no webhook');
@@ -101,7 +107,10 @@ export function registerLifecycleRoutes(app: FastifyInstance, deps: LifecycleRou
 
   app.delete(
     '/v1/webhook',
-    { preHandler, schema: { response: { 204: Type.Null(), ...errors } } },
+    {
+      preHandler,
+      schema: tagged('server', "Remove the app's webhook", { response: { 204: Type.Null(), ...errors } }),
+    },
     async (req, reply) => {
       await deps.webhooks.delete(req.appId); // idempotent: 204 whether or not one was set
       return reply.status(204).send();
@@ -112,7 +121,7 @@ export function registerLifecycleRoutes(app: FastifyInstance, deps: LifecycleRou
     '/v1/admin/webhook',
     {
       preHandler: adminAuth(deps.adminToken),
-      schema: {
+      schema: tagged('admin', "An app's webhook and its hand-offs by state", {
         querystring: Type.Object({ app: Type.String() }),
         response: {
           200: Type.Object({
@@ -127,8 +136,9 @@ export function registerLifecycleRoutes(app: FastifyInstance, deps: LifecycleRou
           400: ErrorBody,
           401: ErrorBody,
           403: ErrorBody,
+          ...errorReplies,
         },
-      },
+      }),
     },
     async (req) => {
       const { app: appId } = req.query as { app: string };

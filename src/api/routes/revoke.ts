@@ -6,6 +6,7 @@ import type { Bus } from '../../bus/bus.js';
 import type { Hub } from '../../gateway/hub.js';
 import type { Presence } from '../../gateway/presence.js';
 import { userParam } from '../http-server.js';
+import { errorReplies, tagged } from '../schemas.js';
 import { basicAuth } from './push.js';
 
 export interface RevokeRouteDeps {
@@ -32,7 +33,7 @@ export function registerRevokeRoutes(app: FastifyInstance, deps: RevokeRouteDeps
       preValidation: async (req) => {
         req.body ??= {};
       },
-      schema: {
+      schema: tagged('server', "Close a user's connections and refuse their older tokens", {
         params: Type.Object({ user: Type.String() }),
         body: Type.Object(
           { before: Type.Optional(Type.Integer({ minimum: 0 })) },
@@ -42,8 +43,9 @@ export function registerRevokeRoutes(app: FastifyInstance, deps: RevokeRouteDeps
           200: Type.Object({ closed: Type.Integer({ minimum: 0 }) }),
           400: ErrorBody,
           401: ErrorBody,
+          ...errorReplies,
         },
-      },
+      }),
     },
     async (req) => {
       const user = userParam(req);

@@ -2,6 +2,7 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import type { AppRegistry } from '../../auth/app-registry.js';
 import type { GroupStore } from '../../store/group-store.js';
+import { tagged } from '../schemas.js';
 import { ERROR_RESPONSES } from './groups.js';
 import { basicAuth } from './push.js';
 
@@ -35,11 +36,11 @@ export function registerRoomRoutes(app: FastifyInstance, deps: RoomRouteDeps): v
     '/v1/topics/:topic/settings',
     {
       preHandler,
-      schema: {
+      schema: tagged('server', "Set a live room's merge window", {
         params: TopicParams,
         body: SettingsBody,
         response: { 200: SettingsReply, ...ERROR_RESPONSES },
-      },
+      }),
     },
     async (req) => {
       const { topic } = req.params as { topic: string };
