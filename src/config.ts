@@ -321,6 +321,12 @@ function parseApps(entries: string[]): AppBootstrap[] {
         `PUSH_APPS: expected app:secret pairs, got an entry "${appId || entry}"`,
       );
     }
+    if (secret.length < 24) {
+      throw new PushError(
+        'config_invalid',
+        `PUSH_APPS: the secret of app "${appId}" is shorter than 24 characters; use a long random one (openssl rand -base64 32)`,
+      );
+    }
     return { appId, secret };
   });
 }

@@ -27,6 +27,9 @@ interface CachedApp {
  * creation and rotation. Secrets are kept as salted hashes; the HS256 JWT key is, by
  * default, the secret itself, which the server has to hold to verify HMAC signatures.
  */
+/** Configured app secrets shorter than this stop the start (`config_invalid`); generated ones carry 256 bits. */
+export const MIN_SECRET_LENGTH = 24;
+
 export class AppRegistry {
   private readonly cache = new Map<string, CachedApp>();
 
@@ -71,6 +74,21 @@ export class AppRegistry {
   /** Creates an app, or rotates its secret when it exists. Returns the new plain secret. */
   async createOrRotate(appId: string, options: { secret?: string; jwtAlg?: string; jwtKey?: string } = {}) {
     if (!isValidAppId(appId)) throw new PushError('bad_request', 'app id: 1..64 of [A-Za-z0-9._-]');
+    if (options.secret !== undefined && options.secret.length < MIN_SECRET_LENGTH) {
+      throw new PushError(
+        'bad_request',
+        `app "${appId}": a secret needs at least ${MIN_SECRET_LENGTH} characters`,
+      );
+    }
+    const existing = await this.store.getApp(appId);
+    // A rotation keeps the token algorithm and a key of its own (RS/ES public key, separate HS
+    // key); a key that was the old secret (the default) follows the new secret.
+    const ownKey = existing && hashSecret(existing.jwtKey, existing.secretSalt) !== existing.secretHash;
+    if (existing && options.jwtAlg === undefined && options.jwtKey === undefined && ownKey) {
+      options = { ...options, jwtAlg: existing.jwtAlg, jwtKey: existing.jwtKey };
+    } else if (existing && options.jwtAlg === undefined && options.jwtKey === undefined) {
+      options = { ...options, jwtAlg: existing.jwtAlg };
+    }
     const jwtAlg = options.jwtAlg ?? 'HS256';
     if (!(SUPPORTED_ALGS as readonly string[]).includes(jwtAlg)) {
       throw new PushError('bad_request', `jwt alg must be one of ${SUPPORTED_ALGS.join(', ')}`);
@@ -81,7 +99,6 @@ export class AppRegistry {
     const secret = options.secret ?? randomBytes(32).toString('base64url');
     const salt = randomBytes(16).toString('base64url');
     const now = Date.now();
-    const existing = await this.store.getApp(appId);
     const record: AppRecord = {
       appId,
       secretHash: hashSecret(secret, salt),
