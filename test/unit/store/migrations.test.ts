@@ -20,7 +20,7 @@ describe('migration 002_nodes', () => {
       insert.run('c4', 'node-b', 'offline', 300);
       insert.run('c5', 'node-c', 'online', 50);
 
-      const { error, results } = await migrator.migrateToLatest();
+      const { error, results } = await migrator.migrateTo('002_nodes');
       expect(error).toBeUndefined();
       expect(results?.map((r) => r.migrationName)).toEqual(['002_nodes']);
       expect(raw.prepare('select node, last_heartbeat from nodes order by node').all()).toEqual([
