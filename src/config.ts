@@ -83,6 +83,8 @@ export interface Config {
   readonly trustProxy: boolean;
   /** Peers (CIDRs) whose X-Forwarded-For is believed; empty with trustProxy = loopback and private networks. */
   readonly trustedProxies: readonly string[];
+  /** PEM files: with both set the port serves https and wss directly. */
+  readonly tls: { readonly certFile: string; readonly keyFile: string } | null;
   readonly logLevel: string;
   readonly shutdownTimeoutMs: number;
   /** Bearer token of the dashboard and `/v1/admin/*`; null = both disabled. */
@@ -238,6 +240,19 @@ export const SETTINGS: readonly Setting[] = [
     env: 'PUSH_TRUSTED_PROXIES',
     kind: 'list',
     doc: 'CIDRs of proxies whose X-Forwarded-For is believed (read from the right); empty = none',
+  },
+  {
+    key: 'tlsCert',
+    env: 'PUSH_TLS_CERT',
+    kind: 'string',
+    doc: 'PEM certificate (chain) file: serve https/wss directly (with PUSH_TLS_KEY)',
+  },
+  {
+    key: 'tlsKey',
+    env: 'PUSH_TLS_KEY',
+    kind: 'string',
+    doc: 'PEM private key file for PUSH_TLS_CERT',
+    secret: true,
   },
   { key: 'logLevel', env: 'PUSH_LOG_LEVEL', kind: 'string', doc: 'pino level' },
   { key: 'shutdownTimeoutMs', env: 'PUSH_SHUTDOWN_TIMEOUT_MS', kind: 'duration', doc: 'graceful stop bound' },
@@ -414,6 +429,11 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   if (adminToken !== null && adminToken.length < 16) {
     throw new PushError('config_invalid', 'PUSH_ADMIN_TOKEN: at least 16 characters');
   }
+  const tlsCert = get<string | null>('tlsCert', null);
+  const tlsKey = get<string | null>('tlsKey', null);
+  if ((tlsCert === null) !== (tlsKey === null)) {
+    throw new PushError('config_invalid', 'PUSH_TLS_CERT and PUSH_TLS_KEY: set both or neither');
+  }
   const demo = get('demo', false);
   const config: Config = {
     host: get('host', '::'),
@@ -456,6 +476,8 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     allowedOrigins: get<string[]>('allowedOrigins', []),
     trustProxy: get('trustProxy', false),
     trustedProxies: get<string[]>('trustedProxies', []),
+    tls:
+      tlsCert !== null && tlsKey !== null ? { certFile: resolve(tlsCert), keyFile: resolve(tlsKey) } : null,
     logLevel: get('logLevel', 'info'),
     shutdownTimeoutMs: get('shutdownTimeoutMs', DEFAULT_SHUTDOWN_TIMEOUT_MS),
     adminToken,
