@@ -83,6 +83,8 @@ export interface Config {
   readonly trustProxy: boolean;
   /** Peers (CIDRs) whose X-Forwarded-For is believed; empty with trustProxy = loopback and private networks. */
   readonly trustedProxies: readonly string[];
+  /** Client token checks for every app: allowed `aud` values (empty = not checked) and clock leeway. */
+  readonly jwt: { readonly audience: readonly string[]; readonly clockToleranceMs: number };
   /** PEM files: with both set the port serves https and wss directly. */
   readonly tls: { readonly certFile: string; readonly keyFile: string } | null;
   readonly logLevel: string;
@@ -253,6 +255,18 @@ export const SETTINGS: readonly Setting[] = [
     kind: 'string',
     doc: 'PEM private key file for PUSH_TLS_CERT',
     secret: true,
+  },
+  {
+    key: 'jwtAudience',
+    env: 'PUSH_JWT_AUDIENCE',
+    kind: 'list',
+    doc: 'client tokens must carry an aud naming one of these (comma separated); empty = aud not checked',
+  },
+  {
+    key: 'jwtClockToleranceMs',
+    env: 'PUSH_JWT_CLOCK_TOLERANCE',
+    kind: 'duration',
+    doc: 'leeway for a client token’s exp and nbf when clocks disagree',
   },
   { key: 'logLevel', env: 'PUSH_LOG_LEVEL', kind: 'string', doc: 'pino level' },
   { key: 'shutdownTimeoutMs', env: 'PUSH_SHUTDOWN_TIMEOUT_MS', kind: 'duration', doc: 'graceful stop bound' },
@@ -476,6 +490,10 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     allowedOrigins: get<string[]>('allowedOrigins', []),
     trustProxy: get('trustProxy', false),
     trustedProxies: get<string[]>('trustedProxies', []),
+    jwt: {
+      audience: get<string[]>('jwtAudience', []),
+      clockToleranceMs: get('jwtClockToleranceMs', 0),
+    },
     tls:
       tlsCert !== null && tlsKey !== null ? { certFile: resolve(tlsCert), keyFile: resolve(tlsKey) } : null,
     logLevel: get('logLevel', 'info'),

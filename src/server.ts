@@ -59,7 +59,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
   const log = options.log ?? createLogger(config.logLevel);
   const metrics = createMetrics();
   const store = await createStore(config.store);
-  const apps = new AppRegistry(store);
+  const apps = new AppRegistry(store, config.jwt);
   await apps.bootstrap(config.apps);
   const revocations = new Revocations(store);
   await revocations.load();

@@ -7,6 +7,7 @@ import type { Revocations } from './revocations.js';
 import {
   createTokenVerifier,
   SUPPORTED_ALGS,
+  type TokenChecks,
   type TokenClaims,
   type TokenVerifier,
   verifyClientToken,
@@ -36,7 +37,10 @@ export class AppRegistry {
   /** Set by the composition root: tokens issued before a user's revocation are refused. */
   revocations: Pick<Revocations, 'check'> | null = null;
 
-  constructor(private readonly store: Store) {}
+  constructor(
+    private readonly store: Store,
+    private readonly checks: TokenChecks = {},
+  ) {}
 
   async find(appId: string): Promise<AppRecord | undefined> {
     return (await this.entry(appId)).record;
@@ -133,7 +137,11 @@ export class AppRegistry {
     const cached = this.cache.get(appId);
     if (cached && cached.until > now) return cached;
     const record = await this.store.getApp(appId);
-    const entry = { record, verifier: record ? storedVerifier(record) : null, until: now + CACHE_MS };
+    const entry = {
+      record,
+      verifier: record ? storedVerifier(record, this.checks) : null,
+      until: now + CACHE_MS,
+    };
     // Unknown ids are cached too (bounded) so a flood of bogus app ids cannot hammer the store.
     if (this.cache.size > 10_000) this.cache.clear();
     this.cache.set(appId, entry);
@@ -145,9 +153,9 @@ export class AppRegistry {
  * A stored key that cannot be used (written before keys were checked, or by hand) fails the
  * app's handshakes with `internal`; its API calls still work.
  */
-function storedVerifier(record: AppRecord): TokenVerifier | PushError {
+function storedVerifier(record: AppRecord, checks: TokenChecks): TokenVerifier | PushError {
   try {
-    return createTokenVerifier(record.jwtAlg, record.jwtKey);
+    return createTokenVerifier(record.jwtAlg, record.jwtKey, checks);
   } catch {
     return new PushError('internal', `app "${record.appId}" has an unusable ${record.jwtAlg} key`);
   }
