@@ -99,6 +99,10 @@ export interface Config {
   readonly trustProxy: boolean;
   /** Peers (CIDRs) whose X-Forwarded-For is believed; empty with trustProxy = loopback and private networks. */
   readonly trustedProxies: readonly string[];
+  /** Client token checks for every app: allowed `aud` values (empty = not checked) and clock leeway. */
+  readonly jwt: { readonly audience: readonly string[]; readonly clockToleranceMs: number };
+  /** PEM files: with both set the port serves https and wss directly. */
+  readonly tls: { readonly certFile: string; readonly keyFile: string } | null;
   readonly logLevel: string;
   readonly shutdownTimeoutMs: number;
   /** Bearer token of the dashboard and `/v1/admin/*`; null = both disabled. */
@@ -414,6 +418,35 @@ export const SETTINGS: readonly Setting[] = [
     default: 'empty',
   },
   {
+    key: 'tlsCert',
+    env: 'PUSH_TLS_CERT',
+    kind: 'string',
+    doc: 'PEM certificate (chain) file: serve https/wss directly (with PUSH_TLS_KEY)',
+    default: 'unset',
+  },
+  {
+    key: 'tlsKey',
+    env: 'PUSH_TLS_KEY',
+    kind: 'string',
+    doc: 'PEM private key file for PUSH_TLS_CERT',
+    secret: true,
+    default: 'unset',
+  },
+  {
+    key: 'jwtAudience',
+    env: 'PUSH_JWT_AUDIENCE',
+    kind: 'list',
+    doc: 'client tokens must carry an aud naming one of these (comma separated); empty = aud not checked',
+    default: 'empty',
+  },
+  {
+    key: 'jwtClockToleranceMs',
+    env: 'PUSH_JWT_CLOCK_TOLERANCE',
+    kind: 'duration',
+    doc: 'leeway for a client token’s exp and nbf when clocks disagree',
+    default: '`0`',
+  },
+  {
     key: 'adminToken',
     env: 'PUSH_ADMIN_TOKEN',
     kind: 'string',
@@ -524,6 +557,12 @@ function parseApps(entries: string[]): AppBootstrap[] {
         `PUSH_APPS: expected app:secret pairs, got an entry "${appId || entry}"`,
       );
     }
+    if (secret.length < 24) {
+      throw new PushError(
+        'config_invalid',
+        `PUSH_APPS: the secret of app "${appId}" is shorter than 24 characters; use a long random one (openssl rand -base64 32)`,
+      );
+    }
     return { appId, secret };
   });
 }
@@ -618,6 +657,11 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   if (adminToken !== null && adminToken.length < 16) {
     throw new PushError('config_invalid', 'PUSH_ADMIN_TOKEN: at least 16 characters');
   }
+  const tlsCert = get<string | null>('tlsCert', null);
+  const tlsKey = get<string | null>('tlsKey', null);
+  if ((tlsCert === null) !== (tlsKey === null)) {
+    throw new PushError('config_invalid', 'PUSH_TLS_CERT and PUSH_TLS_KEY: set both or neither');
+  }
   const demo = get('demo', false);
   const config: Config = {
     host: get('host', '::'),
@@ -662,6 +706,12 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     allowedOrigins: get<string[]>('allowedOrigins', []),
     trustProxy: get('trustProxy', false),
     trustedProxies: get<string[]>('trustedProxies', []),
+    jwt: {
+      audience: get<string[]>('jwtAudience', []),
+      clockToleranceMs: get('jwtClockToleranceMs', 0),
+    },
+    tls:
+      tlsCert !== null && tlsKey !== null ? { certFile: resolve(tlsCert), keyFile: resolve(tlsKey) } : null,
     logLevel: get('logLevel', 'info'),
     shutdownTimeoutMs: get('shutdownTimeoutMs', DEFAULT_SHUTDOWN_TIMEOUT_MS),
     adminToken,

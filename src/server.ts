@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { createHttpServer } from './api/http-server.js';
 import { PACKAGE_VERSION, registerOpenApi } from './api/openapi.js';
@@ -25,6 +26,7 @@ import { Maintenance } from './delivery/maintenance.js';
 import { RetryScheduler } from './delivery/retry-scheduler.js';
 import { Router } from './delivery/router.js';
 import { StatusWriter } from './delivery/status-writer.js';
+import { PushError } from './domain/errors.js';
 import { ConnectionLog } from './gateway/connection-log.js';
 import { Gateway } from './gateway/gateway.js';
 import { Hub } from './gateway/hub.js';
@@ -71,7 +73,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
   const log = options.log ?? createLogger(config.logLevel);
   const metrics = createMetrics();
   const store = await createStore(config.store);
-  const apps = new AppRegistry(store);
+  const apps = new AppRegistry(store, config.jwt);
   await apps.bootstrap(config.apps);
   const revocations = new Revocations(store);
   await revocations.load();
@@ -208,6 +210,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
   const http = createHttpServer(log, config.limits.headersTimeoutMs, {
     bodyTimeoutMs: config.limits.bodyTimeoutMs,
     maxPlainConnections: config.limits.maxHttpConnections,
+    ...(config.tls ? { tls: readTls(config.tls) } : {}),
   });
   await registerOpenApi(http, PACKAGE_VERSION);
   registerPushRoutes(http, {
@@ -338,4 +341,13 @@ export async function createServer(config: Config, options: { log?: Logger } = {
       return stopped;
     },
   };
+}
+
+/** Reads the PEM files named by PUSH_TLS_CERT/PUSH_TLS_KEY; a missing file stops the start. */
+function readTls(files: { certFile: string; keyFile: string }): { cert: string; key: string } {
+  try {
+    return { cert: readFileSync(files.certFile, 'utf8'), key: readFileSync(files.keyFile, 'utf8') };
+  } catch (err) {
+    throw new PushError('config_invalid', `PUSH_TLS_CERT/PUSH_TLS_KEY: ${(err as Error).message}`);
+  }
 }

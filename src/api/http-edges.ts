@@ -1,6 +1,7 @@
 import { type IncomingMessage, type Server, type ServerResponse, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { Server as TlsServer } from 'node:tls';
 import type { FastifyError, FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
 import { type ErrorCode, PushError, toErrorBody } from '../domain/errors.js';
 
@@ -89,7 +90,9 @@ export function moveAuthBeforeBody(route: RouteOptions): void {
 export function capPlainConnections(server: Server, max: number): void {
   if (max <= 0) return;
   const plain = new Set<Socket>();
-  server.on('connection', (socket: Socket) => {
+  // Over TLS the socket requests arrive on (and upgrades name) is the TLS one.
+  const event = server instanceof TlsServer ? 'secureConnection' : 'connection';
+  server.on(event, (socket: Socket) => {
     if (plain.size >= max) {
       socket.on('error', () => {});
       writeRawError(

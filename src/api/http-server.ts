@@ -55,6 +55,8 @@ export function createHttpServer(
     // Node checks header and body deadlines on this interval; its default (30 s) let a
     // trickling client hold a socket three times past a 10 s header deadline.
     http: { connectionsCheckingInterval: DEADLINE_CHECK_MS },
+    // PUSH_TLS_CERT/PUSH_TLS_KEY: https and wss served directly, same deadlines.
+    ...(edges.tls ? { https: { ...edges.tls, connectionsCheckingInterval: DEADLINE_CHECK_MS } } : {}),
     clientErrorHandler: answerClientError,
     frameworkErrors: answerFrameworkError,
     loggerInstance: log as FastifyBaseLogger,
@@ -130,6 +132,8 @@ export interface HttpEdgeLimits {
   readonly bodyTimeoutMs: number;
   /** Open sockets that are not WebSockets; 0 = unlimited. */
   readonly maxPlainConnections: number;
+  /** PEM certificate chain and key: serve https/wss instead of http/ws. */
+  readonly tls?: { readonly cert: string; readonly key: string };
 }
 
 declare module 'fastify' {

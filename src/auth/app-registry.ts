@@ -7,6 +7,7 @@ import type { Revocations } from './revocations.js';
 import {
   createTokenVerifier,
   SUPPORTED_ALGS,
+  type TokenChecks,
   type TokenClaims,
   type TokenVerifier,
   verifyClientToken,
@@ -27,13 +28,19 @@ interface CachedApp {
  * creation and rotation. Secrets are kept as salted hashes; the HS256 JWT key is, by
  * default, the secret itself, which the server has to hold to verify HMAC signatures.
  */
+/** Configured app secrets shorter than this stop the start (`config_invalid`); generated ones carry 256 bits. */
+export const MIN_SECRET_LENGTH = 24;
+
 export class AppRegistry {
   private readonly cache = new Map<string, CachedApp>();
 
   /** Set by the composition root: tokens issued before a user's revocation are refused. */
   revocations: Pick<Revocations, 'check'> | null = null;
 
-  constructor(private readonly store: Store) {}
+  constructor(
+    private readonly store: Store,
+    private readonly checks: TokenChecks = {},
+  ) {}
 
   async find(appId: string): Promise<AppRecord | undefined> {
     return (await this.entry(appId)).record;
@@ -71,6 +78,21 @@ export class AppRegistry {
   /** Creates an app, or rotates its secret when it exists. Returns the new plain secret. */
   async createOrRotate(appId: string, options: { secret?: string; jwtAlg?: string; jwtKey?: string } = {}) {
     if (!isValidAppId(appId)) throw new PushError('bad_request', 'app id: 1..64 of [A-Za-z0-9._-]');
+    if (options.secret !== undefined && options.secret.length < MIN_SECRET_LENGTH) {
+      throw new PushError(
+        'bad_request',
+        `app "${appId}": a secret needs at least ${MIN_SECRET_LENGTH} characters`,
+      );
+    }
+    const existing = await this.store.getApp(appId);
+    // A rotation keeps the token algorithm and a key of its own (RS/ES public key, separate HS
+    // key); a key that was the old secret (the default) follows the new secret.
+    const ownKey = existing && hashSecret(existing.jwtKey, existing.secretSalt) !== existing.secretHash;
+    if (existing && options.jwtAlg === undefined && options.jwtKey === undefined && ownKey) {
+      options = { ...options, jwtAlg: existing.jwtAlg, jwtKey: existing.jwtKey };
+    } else if (existing && options.jwtAlg === undefined && options.jwtKey === undefined) {
+      options = { ...options, jwtAlg: existing.jwtAlg };
+    }
     const jwtAlg = options.jwtAlg ?? 'HS256';
     if (!(SUPPORTED_ALGS as readonly string[]).includes(jwtAlg)) {
       throw new PushError('bad_request', `jwt alg must be one of ${SUPPORTED_ALGS.join(', ')}`);
@@ -81,7 +103,6 @@ export class AppRegistry {
     const secret = options.secret ?? randomBytes(32).toString('base64url');
     const salt = randomBytes(16).toString('base64url');
     const now = Date.now();
-    const existing = await this.store.getApp(appId);
     const record: AppRecord = {
       appId,
       secretHash: hashSecret(secret, salt),
@@ -116,7 +137,11 @@ export class AppRegistry {
     const cached = this.cache.get(appId);
     if (cached && cached.until > now) return cached;
     const record = await this.store.getApp(appId);
-    const entry = { record, verifier: record ? storedVerifier(record) : null, until: now + CACHE_MS };
+    const entry = {
+      record,
+      verifier: record ? storedVerifier(record, this.checks) : null,
+      until: now + CACHE_MS,
+    };
     // Unknown ids are cached too (bounded) so a flood of bogus app ids cannot hammer the store.
     if (this.cache.size > 10_000) this.cache.clear();
     this.cache.set(appId, entry);
@@ -128,9 +153,9 @@ export class AppRegistry {
  * A stored key that cannot be used (written before keys were checked, or by hand) fails the
  * app's handshakes with `internal`; its API calls still work.
  */
-function storedVerifier(record: AppRecord): TokenVerifier | PushError {
+function storedVerifier(record: AppRecord, checks: TokenChecks): TokenVerifier | PushError {
   try {
-    return createTokenVerifier(record.jwtAlg, record.jwtKey);
+    return createTokenVerifier(record.jwtAlg, record.jwtKey, checks);
   } catch {
     return new PushError('internal', `app "${record.appId}" has an unusable ${record.jwtAlg} key`);
   }

@@ -22,6 +22,14 @@ export type JwtAlg = (typeof SUPPORTED_ALGS)[number];
 /** Platform label when a token carries none. */
 export const DEFAULT_PLATFORM = 'unknown';
 
+/** Claim checks every app's verifier applies (PUSH_JWT_AUDIENCE, PUSH_JWT_CLOCK_TOLERANCE). */
+export interface TokenChecks {
+  /** When non-empty, a token's `aud` must name one of these. */
+  readonly audience?: readonly string[];
+  /** Leeway for `exp` and `nbf`, for clocks that disagree a little. */
+  readonly clockToleranceMs?: number;
+}
+
 /** An app's token verifier: built once per app key, called synchronously per handshake. */
 export type TokenVerifier = (token: string) => Record<string, unknown>;
 
@@ -34,12 +42,19 @@ export type TokenVerifier = (token: string) => Record<string, unknown>;
  * verified through WebCrypto, whose every call is a job on libuv's thread pool: ≈ 80–120 µs
  * of the main thread's CPU per handshake on the bench VM, the largest single cost of a connect.
  */
-export function createTokenVerifier(alg: string, key: string): TokenVerifier {
+export function createTokenVerifier(alg: string, key: string, checks: TokenChecks = {}): TokenVerifier {
   if (!(SUPPORTED_ALGS as readonly string[]).includes(alg)) {
     throw new PushError('bad_request', `jwt alg must be one of ${SUPPORTED_ALGS.join(', ')}`);
   }
+  const audience = checks.audience ?? [];
   try {
-    return createVerifier({ key, algorithms: [alg as JwtAlg], requiredClaims: ['sub', 'exp'] });
+    return createVerifier({
+      key,
+      algorithms: [alg as JwtAlg],
+      requiredClaims: audience.length > 0 ? ['sub', 'exp', 'aud'] : ['sub', 'exp'],
+      ...(audience.length > 0 ? { allowedAud: [...audience] } : {}),
+      ...(checks.clockToleranceMs ? { clockTolerance: checks.clockToleranceMs } : {}),
+    });
   } catch (err) {
     throw new PushError('bad_request', `jwt key unusable for ${alg}: ${(err as Error).message}`);
   }

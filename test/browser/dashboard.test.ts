@@ -12,7 +12,7 @@ describeWithBrowser('dashboard in Chromium', () => {
   beforeAll(async () => {
     [server, browser] = await Promise.all([
       startServer({
-        PUSH_APPS: 'a:secret-a,demo:demo-secret',
+        PUSH_APPS: 'a:secret-a-0123456789abcdef,demo:demo-secret-0123456789abcdef',
         PUSH_DEMO_TOKENS: 'true',
         PUSH_ADMIN_TOKEN: ADMIN,
       }),

@@ -5,7 +5,10 @@ import { describeWithBrowser, launchBrowser, type TestBrowser } from '../helpers
 import { type ChildServer, startChild } from '../helpers/child-server.js';
 import { tempDir } from '../helpers/server.js';
 
-const ENV = { PUSH_APPS: 'a:secret-a,demo:demo-secret', PUSH_DEMO_TOKENS: 'true' };
+const ENV = {
+  PUSH_APPS: 'a:secret-a-0123456789abcdef,demo:demo-secret-0123456789abcdef',
+  PUSH_DEMO_TOKENS: 'true',
+};
 
 /** What the demo page handed to the app, as recorded by the page itself. */
 const received = (page: Page): Promise<{ id: string; seq: number; data: any }[]> =>

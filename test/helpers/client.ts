@@ -49,9 +49,13 @@ export class TestClient {
   }
 
   /** Connects and waits for `welcome`. */
-  static async open(base: string, query: Record<string, string | number>): Promise<TestClient> {
+  static async open(
+    base: string,
+    query: Record<string, string | number>,
+    options: WebSocket.ClientOptions = {},
+  ): Promise<TestClient> {
     const qs = new URLSearchParams(Object.entries(query).map(([k, v]): [string, string] => [k, String(v)]));
-    const c = await TestClient.connect(`${base}?${qs}`);
+    const c = await TestClient.connect(`${base}?${qs}`, options);
     await c.next((f) => f.op === 'welcome');
     return c;
   }

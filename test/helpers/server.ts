@@ -6,7 +6,8 @@ import { type Config, loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { createServer, type PushServer } from '../../src/server.js';
 
-export const APPS = { a: 'secret-a', b: 'secret-b' } as const;
+/** App secrets of at least 24 characters, as a configured secret must have. */
+export const APPS = { a: 'secret-a-0123456789abcdef', b: 'secret-b-0123456789abcdef' } as const;
 
 export interface TestServer {
   readonly server: PushServer;

@@ -67,7 +67,7 @@ describe('admin API with PUSH_ADMIN_TOKEN, demo endpoints with PUSH_DEMO_TOKENS'
     s = await startServer({
       PUSH_ADMIN_TOKEN: ADMIN,
       PUSH_DEMO_TOKENS: 'true',
-      PUSH_APPS: 'a:secret-a,b:secret-b,demo:demo-secret',
+      PUSH_APPS: 'a:secret-a-0123456789abcdef,b:secret-b-0123456789abcdef,demo:demo-secret-0123456789abcdef',
     });
   });
   afterAll(() => s.stop());

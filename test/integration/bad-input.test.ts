@@ -218,8 +218,14 @@ describe('bad input on the HTTP push API', () => {
 
   it('Basic auth: wrong secret, unknown app and no auth → the same 401 unauthorized', async () => {
     const body = JSON.stringify({ id: 'auth-m1', to: { users: ['auth-user'] } });
-    const wrong = await raw(t, 'POST', '/v1/push', { authorization: basic('a', 'secret-b'), body });
-    const unknown = await raw(t, 'POST', '/v1/push', { authorization: basic('nosuchapp', 'secret-a'), body });
+    const wrong = await raw(t, 'POST', '/v1/push', {
+      authorization: basic('a', 'secret-b-0123456789abcdef'),
+      body,
+    });
+    const unknown = await raw(t, 'POST', '/v1/push', {
+      authorization: basic('nosuchapp', 'secret-a-0123456789abcdef'),
+      body,
+    });
     const none = await raw(t, 'POST', '/v1/push', { body });
     const garbled = await raw(t, 'POST', '/v1/push', { authorization: 'Basic !!!', body });
     expectError(wrong, 401, 'unauthorized');

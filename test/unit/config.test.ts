@@ -20,13 +20,15 @@ describe('config', () => {
   });
 
   it('parses PUSH_APPS pairs and masks secrets when printed', () => {
-    const c = loadConfig({ env: { PUSH_APPS: 'a:s1,b:s:2', PUSH_DB_URL: 'mysql://u:pw@h/db' } });
+    const s1 = 'first-secret-0123456789abcdef';
+    const s2 = 'second:secret-0123456789abcdef';
+    const c = loadConfig({ env: { PUSH_APPS: `a:${s1},b:${s2}`, PUSH_DB_URL: 'mysql://u:pw@h/db' } });
     expect(c.apps).toEqual([
-      { appId: 'a', secret: 's1' },
-      { appId: 'b', secret: 's:2' },
+      { appId: 'a', secret: s1 },
+      { appId: 'b', secret: s2 },
     ]);
     const printed = JSON.stringify(describeConfig(c));
-    expect(printed).not.toContain('s1');
+    expect(printed).not.toContain(s1);
     expect(printed).not.toContain(':pw@');
   });
 
@@ -36,6 +38,7 @@ describe('config', () => {
     [{ PUSH_DB_URL: 'postgres://x' }, 'PUSH_DB_URL'],
     [{ PUSH_HEARTBEAT_MS: 'soon' }, 'PUSH_HEARTBEAT_MS'],
     [{ PUSH_APPS: 'no-secret' }, 'PUSH_APPS'],
+    [{ PUSH_APPS: `good:${'x'.repeat(24)},weak:secret1` }, 'app "weak"'],
     [{ PUSH_SQLITE_SYNC: 'sometimes' }, 'PUSH_SQLITE_SYNC'],
     [{ PUSH_TRUST_PROXY: 'maybe' }, 'PUSH_TRUST_PROXY'],
   ])('fails fast with config_invalid naming the setting for %o', (env, name) => {
@@ -101,7 +104,9 @@ describe('config: admin token and demo tokens', () => {
     expect(loadConfig({ env: {} })).toMatchObject({ demo: false, demoTokens: false });
     expect(loadConfig({ env: { PUSH_DEMO: 'true' } })).toMatchObject({ demo: true, demoTokens: true });
     expect(loadConfig({ env: {}, flags: { demo: true } })).toMatchObject({ demo: true, demoTokens: true });
-    expect(loadConfig({ env: { PUSH_APPS: 'a:s', PUSH_DEMO_TOKENS: 'true' } }).demoTokens).toBe(true);
+    expect(
+      loadConfig({ env: { PUSH_APPS: `a:${'s'.repeat(24)}`, PUSH_DEMO_TOKENS: 'true' } }).demoTokens,
+    ).toBe(true);
     expect(loadConfig({ env: { PUSH_DEMO: 'true', PUSH_DEMO_TOKENS: 'off' } }).demoTokens).toBe(false);
   });
 });

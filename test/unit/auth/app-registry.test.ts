@@ -59,3 +59,35 @@ describe('app registry: JWT keys', () => {
     expect(await codeOf(apps.verifyToken('nope', token))).toBe('unknown_app');
   });
 });
+
+describe('app registry: secrets and rotation', () => {
+  it('generated secrets carry 256 bits; a given secret under 24 characters is refused', async () => {
+    const { apps } = await registry();
+    const { secret } = await apps.createOrRotate('gen');
+    expect(Buffer.from(secret, 'base64url').length).toBeGreaterThanOrEqual(32);
+    expect(await codeOf(apps.createOrRotate('weak', { secret: 'secret1' }))).toBe('bad_request');
+  });
+
+  it('rotating an RS256 app keeps its algorithm and public key (it does not become HS256 with the new secret)', async () => {
+    const { store, apps } = await registry();
+    const { publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const pem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
+    await apps.createOrRotate('rs', { jwtAlg: 'RS256', jwtKey: pem });
+    const { secret } = await apps.createOrRotate('rs');
+    const after = await store.getApp('rs');
+    expect(after).toMatchObject({ jwtAlg: 'RS256', jwtKey: pem });
+    // An HS256 token signed with the new API secret is not accepted for it.
+    const forged = await signClientToken({ secret, userId: 'u', ttlSeconds: 60 });
+    expect(await codeOf(apps.verifyToken('rs', forged))).toBe('unauthorized');
+  });
+
+  it('rotating a default app (the secret is its HS256 key) moves the key to the new secret', async () => {
+    const { apps } = await registry();
+    const first = await apps.createOrRotate('hs');
+    const { secret } = await apps.createOrRotate('hs');
+    const fresh = await signClientToken({ secret, userId: 'u', ttlSeconds: 60 });
+    expect((await apps.verifyToken('hs', fresh)).userId).toBe('u');
+    const stale = await signClientToken({ secret: first.secret, userId: 'u', ttlSeconds: 60 });
+    expect(await codeOf(apps.verifyToken('hs', stale))).toBe('unauthorized');
+  });
+});

@@ -1,0 +1,92 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { get } from 'node:https';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TestClient } from '../helpers/client.js';
+import { startServer, type TestServer, tempDir } from '../helpers/server.js';
+
+const OPENSSL = ['/usr/bin/openssl', '/usr/local/bin/openssl'].find((p) => existsSync(p));
+
+/** PUSH_TLS_CERT / PUSH_TLS_KEY: the port serves https and wss with a certificate made here. */
+(OPENSSL ? describe : describe.skip)('TLS served directly (self-signed certificate made in the test)', () => {
+  const dir = tempDir('mp-tls-');
+  const cert = join(dir, 'cert.pem');
+  const key = join(dir, 'key.pem');
+  let t: TestServer;
+  let ca: string;
+
+  beforeAll(async () => {
+    execFileSync(
+      OPENSSL!,
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+      ],
+      { stdio: 'ignore' },
+    );
+    ca = readFileSync(cert, 'utf8');
+    t = await startServer({ PUSH_TLS_CERT: cert, PUSH_TLS_KEY: key });
+  });
+  afterAll(async () => {
+    await t.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('answers https with the certificate, and refuses plain http on the port', async () => {
+    const body = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+      get(`https://127.0.0.1:${t.port}/healthz`, { ca }, (res) => {
+        let text = '';
+        res.on('data', (c) => (text += c));
+        res.on('end', () => resolve({ status: res.statusCode!, text }));
+      }).on('error', reject);
+    });
+    expect(body).toEqual({ status: 200, text: '{"status":"ok"}' });
+    await expect(fetch(`http://127.0.0.1:${t.port}/healthz`)).rejects.toThrow();
+  });
+
+  it('a wss client connects and receives a push', async () => {
+    const c = await TestClient.open(
+      `wss://127.0.0.1:${t.port}/v1/ws`,
+      { app: 'a', token: await t.token('tls-user') },
+      { ca },
+    );
+    const res = await fetchTls(t, ca);
+    expect(res).toBe(202);
+    const [m] = await c.messages(1);
+    expect(m!.data).toEqual({ over: 'tls' });
+    await c.close();
+  });
+});
+
+async function fetchTls(t: TestServer, ca: string): Promise<number> {
+  const { request } = await import('node:https');
+  const body = JSON.stringify({ to: { users: ['tls-user'] }, data: { over: 'tls' } });
+  return new Promise((resolve, reject) => {
+    const req = request(
+      `https://127.0.0.1:${t.port}/v1/push`,
+      { method: 'POST', ca, headers: { authorization: t.auth(), 'content-type': 'application/json' } },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode!));
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
