@@ -155,7 +155,11 @@ export async function createServer(config: Config, options: { log?: Logger } = {
   http.finishRoutes();
   const websocket = new WebSocketTransport(
     gateway,
-    { maxFrameBytes: config.limits.maxFrameBytes, trustProxy: config.trustProxy },
+    {
+      maxFrameBytes: config.limits.maxFrameBytes,
+      trustProxy: config.trustProxy,
+      compressMin: config.binary.compressMin,
+    },
     metrics,
     log,
   );

@@ -70,6 +70,20 @@ export const ERRORS = {
     retryable: false,
     doc: 'repeated bad frames on one connection',
   },
+  protocol_error: {
+    status: 400,
+    wire: 'bad_request',
+    closeCode: 1002,
+    retryable: false,
+    doc: 'protocol v2 framing broken (magic, version, flags, CRC, fragment rules): error frame, then close',
+  },
+  frame_too_large: {
+    status: 413,
+    wire: 'payload_too_large',
+    closeCode: 1009,
+    retryable: false,
+    doc: 'a v2 frame, reassembled message or decompressed body over its limit: error frame, then close',
+  },
   unavailable: {
     status: 503,
     wire: 'unavailable',

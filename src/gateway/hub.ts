@@ -1,12 +1,7 @@
 import { ALL_TOPIC, isAddressed, type Recipient, type StoredMessage } from '../domain/message.js';
 import type { ConnectionRecord } from '../store/store.js';
 import { getOrCreate } from '../util/maps.js';
-import {
-  encodeCoalesced,
-  encodeMessageTail,
-  encodeTopicMessage,
-  encodeUserMessage,
-} from './protocol/json-codec.js';
+import { MessageFrames, type OutFrame } from './protocol/codec.js';
 import { CLOSED, LIVE, OFFER_GAP, OFFER_QUEUED, type Session, type TopicSub } from './session.js';
 import { textFrame, writeFrame } from './transports/ws-wire.js';
 
@@ -112,7 +107,7 @@ export class Hub {
   }
 
   /** Queues a resend of a frame the session already had (the client dedupes by id). */
-  resend(s: Session, seq: number, frame: string): void {
+  resend(s: Session, seq: number, frame: OutFrame): void {
     // A negative time: resends are not part of the accept → socket latency histogram.
     if (s.enqueue(frame, seq, -1)) this.markDirty(s);
   }
@@ -175,18 +170,16 @@ export class Hub {
 
   /** Routes a stored user-targeted message to the live sessions of its recipients. */
   deliverToUsers(message: StoredMessage, recipients: readonly Recipient[]): void {
-    const tail = encodeMessageTail(message);
+    const encoded = new MessageFrames(message);
     for (const r of recipients) {
       const sessions = this.byUser.get(key(message.appId, r.user));
       if (!sessions) continue;
-      let frame: string | null = null;
       for (const s of sessions) {
         if (!isAddressed(message.platforms, r.devices, s.platform, s.device)) {
           s.skipSeq(r.seq);
           continue;
         }
-        frame ??= encodeUserMessage(r.seq, tail);
-        const offered = s.offerUserMessage(r.seq, frame, message.timestamp);
+        const offered = s.offerUserMessage(r.seq, encoded.user(s.codec.kind, r.seq), message.timestamp);
         if (offered === OFFER_QUEUED) this.markDirty(s);
         else if (offered === OFFER_GAP) this.events.onGap(s);
       }
@@ -199,15 +192,18 @@ export class Hub {
     const all = topic === ALL_TOPIC;
     const sessions = all ? this.byApp.get(message.appId) : this.byTopic.get(key(message.appId, topic));
     if (!sessions) return;
-    const frame = encodeTopicMessage(topic, message.offset!, encodeMessageTail(message));
-    if (sessions.size > 1) {
-      // Flushes that chain slice after slice under constant traffic never drain the dirty
-      // list; the cap bounds the map then (a frame missing from it is just sent through ws).
-      if (this.shared.size >= MAX_SHARED_FRAMES) this.shared.clear();
-      this.shared.set(frame, null);
-    }
+    const encoded = new MessageFrames(message);
+    let shared = false;
     for (const s of sessions) {
       if (message.platforms !== null && !message.platforms.includes(s.platform)) continue;
+      const frame = encoded.topic(s.codec.kind);
+      if (!shared && sessions.size > 1 && typeof frame === 'string') {
+        shared = true;
+        // Flushes that chain slice after slice under constant traffic never drain the dirty
+        // list; the cap bounds the map then (a frame missing from it is just sent through ws).
+        if (this.shared.size >= MAX_SHARED_FRAMES) this.shared.clear();
+        this.shared.set(frame, null);
+      }
       // `$all` needs no subscription; one exists only to replay it, and then orders it by offset.
       const queued =
         all && !s.subs?.has(topic)
@@ -265,9 +261,10 @@ export class Hub {
       this.unregister(s);
       return;
     }
-    if (s.transport.sendFrames) s.transport.sendFrames(q.frames, q.seqs);
+    // Only v1 sessions ride SSE / long-poll (sendFrames) or the shared WebSocket text frames.
+    if (s.transport.sendFrames) s.transport.sendFrames(q.frames as string[], q.seqs);
     else if (!(q.frames.length === 1 && this.writeShared(s, q.frames[0]!))) {
-      s.transport.send(encodeCoalesced(q.frames));
+      s.codec.sendMessages(s.transport, q.frames);
     }
     this.events.onWritten(s, q.seqs, q.times, now);
   }
@@ -290,7 +287,8 @@ export class Hub {
   }
 
   /** Writes a fan-out frame's shared bytes; false when it is not one or the transport cannot take them. */
-  private writeShared(s: Session, frame: string): boolean {
+  private writeShared(s: Session, frame: OutFrame): boolean {
+    if (typeof frame !== 'string') return false;
     let wire = this.shared.get(frame);
     if (wire === undefined) return false;
     if (wire === null) {
