@@ -19,6 +19,7 @@ import { ConnectionLog } from './gateway/connection-log.js';
 import { Gateway } from './gateway/gateway.js';
 import { Hub } from './gateway/hub.js';
 import { Presence } from './gateway/presence.js';
+import { TcpTransport } from './gateway/transports/tcp.js';
 import { WebSocketTransport } from './gateway/transports/websocket.js';
 import { createQueueConsumers } from './ingest/create-queue-consumers.js';
 import { Ingest } from './ingest/ingest.js';
@@ -164,6 +165,21 @@ export async function createServer(config: Config, options: { log?: Logger } = {
     log,
   );
   websocket.attach(http.server);
+  // TLS: pass the HTTPS certificate settings here once the server has them.
+  const tcp =
+    config.binary.tcpPort > 0
+      ? new TcpTransport(
+          gateway,
+          {
+            port: config.binary.tcpPort,
+            host: config.host,
+            compressMin: config.binary.compressMin,
+            helloTimeoutMs: config.limits.headersTimeoutMs,
+          },
+          metrics,
+          log,
+        )
+      : null;
 
   let stopped: Promise<void> | null = null;
   return {
@@ -183,6 +199,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
           started.push(c);
         }
         await http.listen({ port: config.port, host: config.host });
+        if (tcp) log.info({ port: await tcp.listen() }, 'protocol v2 TCP listening');
       } catch (err) {
         for (const c of started) await c.close().catch(() => {});
         await bus.close();
@@ -208,6 +225,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
         await http.close();
         clearTimeout(cut);
         websocket.close();
+        await tcp?.close();
         await status.flush();
         await connections.flush();
         await store.markNodeOffline(config.nodeId, Date.now());

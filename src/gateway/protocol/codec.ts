@@ -35,6 +35,7 @@ import {
   KIND,
   MAX_FRAGMENT,
   MAX_MESSAGE,
+  type WireMessage,
 } from './v2-frame.js';
 
 /**
@@ -121,12 +122,14 @@ const MAX_BATCH_BYTES = 256 * 1024;
 export class BinaryCodec implements SessionCodec {
   readonly kind = CODEC_BINARY;
   readonly subprotocol = SUBPROTOCOL_BINARY;
-  readonly reader = new FrameReader();
+  /** Messages read before the session existed (on TCP, right behind the hello); decoded first. */
+  readonly early: WireMessage[] = [];
 
   constructor(
     readonly writer: FrameWriter,
     private readonly cache: CompressedCache,
     private readonly wholeFrames: boolean,
+    readonly reader = new FrameReader(),
   ) {}
 
   sendMessages(t: Transport, frames: readonly OutFrame[], cb?: (err?: Error) => void): void {
@@ -178,11 +181,12 @@ export class BinaryCodec implements SessionCodec {
     const out: Inbound[] = [];
     try {
       const before = this.reader.framesRead;
-      const messages = this.reader.push(data);
+      const read = this.reader.push(data);
       if (this.wholeFrames && this.reader.hasPartialFrame) {
         throw new FramingError('a WebSocket message must carry whole frames');
       }
-      for (let n = this.reader.framesRead - before - messages.length; n > 0; n--) out.push(SKIP);
+      for (let n = this.reader.framesRead - before - read.length; n > 0; n--) out.push(SKIP);
+      const messages = this.early.length > 0 ? [...this.early.splice(0), ...read] : read;
       for (const m of messages) out.push(m.kind === KIND.pong ? SKIP : decodeClientBody(m.kind, m.body));
     } catch (err) {
       if (!(err instanceof FramingError)) throw err;
@@ -268,7 +272,12 @@ export function parseCodecOffer(q: URLSearchParams): CodecOffer {
 const SHARED_COMPRESSED = new CompressedCache();
 
 /** A v2 codec for one connection: the first compression the client offered that the server has. */
-export function createBinaryCodec(offer: CodecOffer, compressMin: number, wholeFrames: boolean): BinaryCodec {
+export function createBinaryCodec(
+  offer: CodecOffer,
+  compressMin: number,
+  wholeFrames: boolean,
+  reader?: FrameReader,
+): BinaryCodec {
   const picked = offer.compressions.find((c) => c === 'gzip' || c === 'snappy');
   const compression =
     picked === 'gzip' ? COMPRESSION_GZIP : picked === 'snappy' ? COMPRESSION_SNAPPY : COMPRESSION_NONE;
@@ -276,5 +285,6 @@ export function createBinaryCodec(offer: CodecOffer, compressMin: number, wholeF
     new FrameWriter(compression, compressMin, offer.crc),
     SHARED_COMPRESSED,
     wholeFrames,
+    reader,
   );
 }
