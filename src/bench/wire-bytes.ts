@@ -80,7 +80,9 @@ class Counter {
   private waiters: { n: number; resolve: () => void }[] = [];
   add(k: number): void {
     this.count += k;
-    this.waiters = this.waiters.filter((w) => (this.count >= w.n ? (w.resolve(), false) : true));
+    const done = this.waiters.filter((w) => this.count >= w.n);
+    this.waiters = this.waiters.filter((w) => this.count < w.n);
+    for (const w of done) w.resolve();
   }
   until(n: number): Promise<void> {
     return this.count >= n ? Promise.resolve() : new Promise((resolve) => this.waiters.push({ n, resolve }));

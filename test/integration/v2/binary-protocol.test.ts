@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeFrame, KIND } from '../../../client/src/protocol-v2.js';
 import { TestClient, useProtocol } from '../../helpers/client.js';
@@ -118,6 +119,33 @@ describe('protocol v2 on real sockets', () => {
       }
     },
   );
+
+  it('fuzz over a real socket: mutated frame streams end in an error frame and a documented close, never a crash', async () => {
+    const valid = Buffer.concat([
+      pingAt(1, 'a'),
+      pingAt(2, 'b'),
+      Buffer.from(encodeFrame(KIND.ack, 8, 3, new TextEncoder().encode('{"seq":1}'), true)),
+    ]);
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.tuple(fc.nat(valid.length - 1), fc.integer({ min: 0, max: 255 })), {
+          minLength: 1,
+          maxLength: 4,
+        }),
+        async (flips) => {
+          const b = Buffer.from(valid);
+          for (const [at, value] of flips) b[at] = value;
+          const w = await ws('fuzz-ws');
+          w.ws.send(b);
+          // Whatever the mutation left valid, bytes that are not a frame end the stream.
+          w.ws.send(Buffer.from('not a frame at all'));
+          expect([1002, 1008, 1009]).toContain(await w.closed());
+          expect(w.frames.some((f) => f.op === 'error')).toBe(true);
+        },
+      ),
+      { numRuns: 25 },
+    );
+  });
 
   it('after all of the above the server is healthy: /healthz 200 and fresh v2 clients on both transports receive a push', async () => {
     expect((await fetch(`${t.http}/healthz`)).status).toBe(200);
