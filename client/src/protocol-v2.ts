@@ -1,3 +1,4 @@
+/// <reference path="./snappyjs.d.ts" />
 /**
  * Protocol `push.v2.bin` for clients (docs/reference/protocol-v2.md): framing, CRC-32,
  * fragmentation and reassembly, decompression and the message envelope. Plain
