@@ -27,38 +27,75 @@ export interface RecordTail {
   readonly rest: Buffer;
 }
 
+/**
+ * Written into one buffer sized up front: this runs once per message (and per recipient
+ * user for direct pushes), so it avoids the small allocations a concat of parts costs.
+ */
 export function encodeRecordTail(m: StoredMessage): RecordTail {
-  let form = 0;
-  const parts: Buffer[] = [];
-  if (UUID.test(m.id)) {
-    form |= FORM_UUID;
-    parts.push(Buffer.from(m.id.replaceAll('-', ''), 'hex'));
-  } else {
-    const id = Buffer.from(m.id, 'utf8');
-    parts.push(varuint(id.length), id);
-  }
+  const isUuid = UUID.test(m.id);
+  const idBytes = isUuid ? 16 : Buffer.byteLength(m.id, 'utf8');
   const code = TYPE_CODES.get(m.type);
-  if (code !== undefined) {
-    form |= FORM_TYPE_CODE;
-    parts.push(Buffer.of(code));
+  const dataBytes = Buffer.byteLength(m.dataJson, 'utf8');
+  const size =
+    (isUuid ? 16 : varuintLength(idBytes) + idBytes) +
+    (code !== undefined ? 1 : 1 + m.type.length) +
+    varuintLength(m.timestamp) +
+    dataBytes;
+  const rest = Buffer.allocUnsafe(size);
+  let at = 0;
+  if (isUuid) {
+    for (let i = 0; i < 36; i += i === 6 || i === 11 || i === 16 || i === 21 ? 3 : 2) {
+      rest[at++] = Number.parseInt(m.id.slice(i, i + 2), 16);
+    }
   } else {
-    parts.push(Buffer.of(m.type.length), Buffer.from(m.type, 'latin1'));
+    at = writeVaruint(rest, at, idBytes);
+    at += rest.write(m.id, at, 'utf8');
   }
-  parts.push(varuint(m.timestamp), Buffer.from(m.dataJson, 'utf8'));
-  return { form, rest: Buffer.concat(parts) };
+  if (code !== undefined) {
+    rest[at++] = code;
+  } else {
+    rest[at++] = m.type.length;
+    at += rest.write(m.type, at, 'latin1');
+  }
+  at = writeVaruint(rest, at, m.timestamp);
+  rest.write(m.dataJson, at, 'utf8');
+  const form = (isUuid ? FORM_UUID : 0) | (code !== undefined ? FORM_TYPE_CODE : 0);
+  return { form, rest };
 }
 
 export function encodeUserRecord(seq: number, tail: RecordTail): Buffer {
-  return Buffer.concat([Buffer.of(tail.form), varuint(seq), tail.rest]);
+  const out = Buffer.allocUnsafe(1 + varuintLength(seq) + tail.rest.length);
+  out[0] = tail.form;
+  tail.rest.copy(out, writeVaruint(out, 1, seq));
+  return out;
 }
 
 export function encodeTopicRecord(topic: string, offset: number, tail: RecordTail): Buffer {
-  return Buffer.concat([
-    Buffer.of(tail.form | FORM_TOPIC, topic.length),
-    Buffer.from(topic, 'latin1'),
-    varuint(offset),
-    tail.rest,
-  ]);
+  const out = Buffer.allocUnsafe(2 + topic.length + varuintLength(offset) + tail.rest.length);
+  out[0] = tail.form | FORM_TOPIC;
+  out[1] = topic.length;
+  out.write(topic, 2, 'latin1');
+  tail.rest.copy(out, writeVaruint(out, 2 + topic.length, offset));
+  return out;
+}
+
+function varuintLength(n: number): number {
+  let bytes = 1;
+  while (n >= 0x80) {
+    n = Math.floor(n / 0x80);
+    bytes++;
+  }
+  return bytes;
+}
+
+/** Writes `n` as unsigned LEB128 at `at`; returns the offset after it. */
+function writeVaruint(out: Buffer, at: number, n: number): number {
+  while (n >= 0x80) {
+    out[at++] = (n % 0x80) | 0x80;
+    n = Math.floor(n / 0x80);
+  }
+  out[at++] = n;
+  return at;
 }
 
 /** A BATCH body: each record prefixed with its length. */
