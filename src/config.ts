@@ -78,6 +78,14 @@ export interface LifecycleConfig {
   readonly webhookPollMs: number;
 }
 
+/** Protocol v2 (`push.v2.bin` on WebSocket, and the plain TCP listener). */
+export interface BinaryProtocolConfig {
+  /** Plain TCP listener for v2 clients; 0 = off. */
+  readonly tcpPort: number;
+  /** Bodies of at least this many bytes are compressed when the client accepts a compression. */
+  readonly compressMin: number;
+}
+
 export interface Config {
   readonly host: string;
   readonly port: number;
@@ -94,6 +102,7 @@ export interface Config {
   readonly heartbeatMs: number;
   readonly limits: LimitsConfig;
   readonly delivery: DeliveryConfig;
+  readonly binary: BinaryProtocolConfig;
   /** Empty = any origin. Browsers send Origin; other clients usually don't and are always allowed. */
   readonly allowedOrigins: readonly string[];
   readonly trustProxy: boolean;
@@ -116,6 +125,8 @@ export interface Config {
 
 export const DEFAULT_PORT = 8080;
 export const DEFAULT_HEARTBEAT_MS = 15_000;
+/** Below this a body rarely shrinks by more than the compression's own overhead (docs/reference/protocol-v2.md). */
+export const DEFAULT_BINARY_COMPRESS_MIN = 256;
 export const DEFAULT_MAX_CONNECTIONS_PER_USER = 20;
 export const DEFAULT_HANDSHAKES_PER_SECOND = 20;
 export const DEFAULT_FRAMES_PER_SECOND = 100;
@@ -282,6 +293,20 @@ export const SETTINGS: readonly Setting[] = [
     kind: 'int',
     doc: 'largest `data`, compact JSON (413)',
     default: '`65536`',
+  },
+  {
+    key: 'tcpPort',
+    env: 'PUSH_TCP_PORT',
+    kind: 'int',
+    doc: 'plain TCP listener for protocol v2; 0 = off',
+    default: '`0`',
+  },
+  {
+    key: 'compressMin',
+    env: 'PUSH_BINARY_COMPRESS_MIN',
+    kind: 'int',
+    doc: 'protocol v2: compress bodies of at least this many bytes',
+    default: '`256`',
   },
   {
     key: 'maxSendBufferBytes',
@@ -618,6 +643,8 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   }
   const port = get('port', DEFAULT_PORT);
   if (port > 65535) throw new PushError('config_invalid', `PUSH_PORT: ${port} is not a port`);
+  const tcpPort = get('tcpPort', 0);
+  if (tcpPort > 65535) throw new PushError('config_invalid', `PUSH_TCP_PORT: ${tcpPort} is not a port`);
   const heartbeatMs = get('heartbeatMs', DEFAULT_HEARTBEAT_MS);
   if (heartbeatMs < 100) throw new PushError('config_invalid', 'PUSH_HEARTBEAT_MS: at least 100 ms');
 
@@ -703,6 +730,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
       topicRetentionMs: get('topicRetentionMs', DEFAULT_TOPIC_RETENTION_MS),
       groupBatch: Math.max(1, get('groupBatch', DEFAULT_GROUP_BATCH)),
     },
+    binary: { tcpPort, compressMin: get('compressMin', DEFAULT_BINARY_COMPRESS_MIN) },
     allowedOrigins: get<string[]>('allowedOrigins', []),
     trustProxy: get('trustProxy', false),
     trustedProxies: get<string[]>('trustedProxies', []),

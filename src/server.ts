@@ -33,6 +33,7 @@ import { Hub } from './gateway/hub.js';
 import { LifecycleSignals } from './gateway/lifecycle-signals.js';
 import { Presence } from './gateway/presence.js';
 import { RoomMerger } from './gateway/room-merger.js';
+import { TcpTransport } from './gateway/transports/tcp.js';
 import { WebSocketTransport } from './gateway/transports/websocket.js';
 import { createQueueConsumers } from './ingest/create-queue-consumers.js';
 import { GroupPusher } from './ingest/group-push.js';
@@ -267,11 +268,30 @@ export async function createServer(config: Config, options: { log?: Logger } = {
   http.finishRoutes();
   const websocket = new WebSocketTransport(
     gateway,
-    { maxFrameBytes: config.limits.maxFrameBytes, trustProxy: proxies },
+    {
+      maxFrameBytes: config.limits.maxFrameBytes,
+      trustProxy: proxies,
+      compressMin: config.binary.compressMin,
+    },
     metrics,
     log,
   );
   websocket.attach(http.server);
+  // TLS: pass the HTTPS certificate settings here once the server has them.
+  const tcp =
+    config.binary.tcpPort > 0
+      ? new TcpTransport(
+          gateway,
+          {
+            port: config.binary.tcpPort,
+            host: config.host,
+            compressMin: config.binary.compressMin,
+            helloTimeoutMs: config.limits.headersTimeoutMs,
+          },
+          metrics,
+          log,
+        )
+      : null;
 
   let stopped: Promise<void> | null = null;
   return {
@@ -291,6 +311,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
           started.push(c);
         }
         await http.listen({ port: config.port, host: config.host });
+        if (tcp) log.info({ port: await tcp.listen() }, 'protocol v2 TCP listening');
       } catch (err) {
         for (const c of started) await c.close().catch(() => {});
         await bus.close();
@@ -325,6 +346,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
         await groupPusher.stop();
         clearInterval(roomReload);
         rooms.stop();
+        await tcp?.close();
         await status.flush();
         await connections.flush();
         await subscriptions?.flush();

@@ -20,11 +20,12 @@ import type {
   CloseInfo,
   FetchLike,
   Transport,
+  TransportFactory,
   TransportHandlers,
   TransportName,
   TransportParams,
 } from './transports/transport.js';
-import { type WebSocketConstructor, WebSocketTransport } from './transports/websocket.js';
+import { type WebSocketConstructor, WebSocketTransport, type WireProtocol } from './transports/websocket.js';
 
 /** A WebSocket, SSE stream or first poll that has not opened within this long counts as failed. */
 export const DEFAULT_OPEN_TIMEOUT_MS = 10_000;
@@ -50,6 +51,13 @@ export interface ConnectOptions {
   fetch?: FetchLike;
   /** Tried in this order when one cannot be opened. */
   transports?: readonly TransportName[];
+  /**
+   * Wire protocol of the WebSocket: `v1` (JSON text, the default) or `v2` (binary frames,
+   * compressed; docs/reference/protocol-v2.md). SSE and long-poll always speak v1.
+   */
+  protocol?: WireProtocol;
+  /** Opens the `tcp` transport (protocol v2 over TCP): `tcpTransport({ port })` from the Node entry. */
+  tcp?: TransportFactory;
   /** Reconnect delays (full jitter, exponential, capped), or `false` to never reconnect by itself. */
   reconnect?: { minDelayMs?: number; maxDelayMs?: number } | false;
   /** Acks are sent in batches: after `ackDelayMs`, or at `ackBatchSize` ids. */
@@ -345,7 +353,9 @@ export class PushClient extends Emitter<PushClientEvents> {
     const timeout = this.options.openTimeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS;
     const fetchFn = this.options.fetch ?? (globalThis as { fetch?: FetchLike }).fetch?.bind(globalThis);
     const Ws = this.options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
-    if (name === 'websocket' && Ws) t = new WebSocketTransport(Ws, params, handlers, timeout);
+    if (name === 'websocket' && Ws) {
+      t = new WebSocketTransport(Ws, params, handlers, timeout, this.options.protocol ?? 'v1');
+    } else if (name === 'tcp' && this.options.tcp) t = this.options.tcp(params, handlers, timeout);
     else if (name === 'sse' && fetchFn) t = new SseTransport(fetchFn, params, handlers, timeout);
     else if (name === 'long-poll' && fetchFn) {
       t = new LongPollTransport(

@@ -69,6 +69,8 @@ export type ClientFrame =
 export const CLOSE = {
   normal: 1000,
   goingAway: 1001,
+  /** Protocol v2 framing broken (by either side). */
+  protocolError: 1002,
   abnormal: 1006,
   policy: 1008,
   tooBig: 1009,

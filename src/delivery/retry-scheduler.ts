@@ -1,6 +1,6 @@
 import { isAddressed } from '../domain/message.js';
 import type { Hub } from '../gateway/hub.js';
-import { encodeMessageTail, encodeUserMessage } from '../gateway/protocol/json-codec.js';
+import { MessageFrames } from '../gateway/protocol/codec.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { RetryUpdate, Store } from '../store/store.js';
@@ -82,8 +82,8 @@ export class RetryScheduler {
           } else if (d.retries >= this.options.maxRetries) {
             updates.push({ kind: 'failed', ...key });
           } else {
-            const frame = encodeUserMessage(d.seq, encodeMessageTail(d.message));
-            for (const s of sessions) this.hub.resend(s, d.seq, frame);
+            const frames = new MessageFrames(d.message);
+            for (const s of sessions) this.hub.resend(s, d.seq, frames.user(s.codec.kind, d.seq));
             const delay = this.options.resendMs * this.options.backoff ** (d.retries + 1);
             updates.push({ kind: 'resent', ...key, nextRetryAt: now + delay });
           }

@@ -70,6 +70,20 @@ export const ERRORS = {
     retryable: false,
     doc: 'repeated bad frames on one connection',
   },
+  protocol_error: {
+    status: 400,
+    wire: 'bad_request',
+    closeCode: 1002,
+    retryable: false,
+    doc: 'protocol v2 framing broken (magic, version, flags, CRC, fragment rules): error frame, then close',
+  },
+  frame_too_large: {
+    status: 413,
+    wire: 'payload_too_large',
+    closeCode: 1009,
+    retryable: false,
+    doc: 'a client frame over PUSH_MAX_FRAME, or a v2 frame, reassembled message or decompressed body over its limit (v2: error frame, then close)',
+  },
   unavailable: {
     status: 503,
     wire: 'unavailable',
@@ -102,13 +116,6 @@ export const ERRORS = {
     closeCode: 1001,
     retryable: true,
     doc: 'the server is shutting down: reconnect (to another node)',
-  },
-  frame_too_large: {
-    status: 413,
-    wire: 'payload_too_large',
-    closeCode: 1009,
-    retryable: false,
-    doc: 'a client frame over PUSH_MAX_FRAME',
   },
   heartbeat_timeout: {
     status: 408,

@@ -20,17 +20,8 @@ import { ExpiryWheel, HeartbeatWheel } from './heartbeat.js';
 import type { Hub } from './hub.js';
 import { platformLabel, resolvePlatform } from './platform.js';
 import type { Presence } from './presence.js';
-import {
-  type ClientFrame,
-  decodeClientFrame,
-  encodeCoalesced,
-  encodeControl,
-  encodeError,
-  encodeMessageTail,
-  encodeTopicMessage,
-  encodeUserMessage,
-  type Ref,
-} from './protocol/json-codec.js';
+import { MessageFrames, type OutFrame, type ServerOp, type SessionCodec } from './protocol/codec.js';
+import type { ClientFrame, Ref } from './protocol/json-codec.js';
 import { KeyedRateLimiter } from './rate-limiter.js';
 import { CLOSED, Session, type Transport } from './session.js';
 
@@ -173,7 +164,7 @@ export class Gateway {
   }
 
   /** Creates and registers a session; live messages for it are held until its backlog is replayed. */
-  open(a: Admission, transport: Transport): Session {
+  open(a: Admission, transport: Transport, codec?: SessionCodec): Session {
     // admit() awaited the token check; a stop may have begun since and already closed every
     // session it knew, so a late one would hold the listener open.
     this.reservations.release(a.appId, a.claims.userId);
@@ -194,6 +185,7 @@ export class Gateway {
       a.claims.topics,
       Date.now(),
       this.options.limits.framesPerSecond,
+      codec,
     );
     this.deps.hub.register(s);
     return s;
@@ -228,8 +220,8 @@ export class Gateway {
     this.deps.connections.closed(s.id, Date.now());
   }
 
-  welcomeFrame(s: Session): string {
-    return encodeControl('welcome', {
+  sendWelcome(s: Session): void {
+    this.reply(s, 'welcome', {
       connection_id: s.id,
       user_id: s.userId,
       device_id: s.device,
@@ -265,13 +257,13 @@ export class Gateway {
               })
             : [];
         if (s.state === CLOSED) return;
-        const frames: string[] = [];
+        const frames: OutFrame[] = [];
         const seqs: number[] = [];
         for (const row of page) {
           if (row.seq <= s.lastSeq) continue;
           s.lastSeq = row.seq;
           if (!isAddressed(row.message.platforms, row.devices, s.platform, s.device)) continue;
-          frames.push(encodeUserMessage(row.seq, encodeMessageTail(row.message)));
+          frames.push(new MessageFrames(row.message).user(s.codec.kind, row.seq));
           seqs.push(row.seq);
         }
         if (frames.length > 0) {
@@ -296,32 +288,41 @@ export class Gateway {
     }
   }
 
-  /** One client frame. Text frames are decoded and validated here; binary frames are not part of v1. */
+  /**
+   * Client input as the transport got it, decoded by the session's codec (one v1 frame, or
+   * any number of v2 frames). Every frame, fragments included, costs a frame of the rate.
+   */
   handleFrame(s: Session, data: Buffer | string, isBinary: boolean): void {
     const now = Date.now();
     s.lastSeen = now;
-    if (!s.takeFrameToken(now, this.options.limits.framesPerSecond)) {
-      this.closeFor(s, 'rate_limited', 'rate limited');
-      return;
+    for (const frame of s.codec.decode(data, isBinary)) {
+      if (s.state === CLOSED) return;
+      if (!s.takeFrameToken(now, this.options.limits.framesPerSecond)) {
+        this.closeFor(s, 'rate_limited', 'rate limited');
+        return;
+      }
+      switch (frame.op) {
+        case 'skip':
+          continue;
+        case 'fatal':
+          // The stream is out of step (or over a limit): say why, then close.
+          this.reply(s, 'error', { code: frame.code, message: frame.message });
+          this.close(s, frame.closeCode, frame.message.slice(0, 100), 'protocol_error');
+          return;
+        case 'error':
+          this.reject(s, frame.code, frame.message, frame.ref);
+          continue;
+      }
+      s.badFrames = 0;
+      this.dispatch(s, frame).catch((err: unknown) => this.frameFailed(s, err, frame.ref));
     }
-    if (isBinary) {
-      this.reject(s, 'bad_request', 'binary frames are not part of push.v1.json', undefined);
-      return;
-    }
-    const frame = decodeClientFrame(typeof data === 'string' ? data : data.toString('utf8'));
-    if (frame.op === 'error') {
-      this.reject(s, frame.code, frame.message, frame.ref);
-      return;
-    }
-    s.badFrames = 0;
-    this.dispatch(s, frame).catch((err: unknown) => this.frameFailed(s, err, frame.ref));
   }
 
   private async dispatch(s: Session, f: ClientFrame): Promise<void> {
     const { status, metrics } = this.deps;
     switch (f.op) {
       case 'ping':
-        s.transport.send(encodeControl('pong', {}, f.ref));
+        this.reply(s, 'pong', {}, f.ref);
         return;
       case 'ack': {
         const at = Date.now();
@@ -331,12 +332,12 @@ export class Gateway {
             : { kind: 'ack_upto', appId: s.appId, userId: s.userId, device: s.device, seq: f.seq, at },
         );
         metrics.acks.inc(n);
-        if (f.ref !== undefined) this.reply(s, encodeControl('ok', {}, f.ref));
+        if (f.ref !== undefined) this.reply(s, 'ok', {}, f.ref);
         return;
       }
       case 'read':
         await status.read(s.appId, s.userId, f.seq, s.id);
-        if (f.ref !== undefined) this.reply(s, encodeControl('ok', {}, f.ref));
+        if (f.ref !== undefined) this.reply(s, 'ok', {}, f.ref);
         return;
       case 'refresh': {
         let claims: TokenClaims;
@@ -344,41 +345,38 @@ export class Gateway {
           claims = await this.deps.apps.verifyToken(s.appId, f.token);
         } catch (err) {
           const why = isPushError(err) ? err.message : 'invalid token';
-          this.reply(s, encodeError('unauthorized', why, f.ref));
+          this.replyError(s, 'unauthorized', why, f.ref);
           return;
         }
         if (claims.userId !== s.userId) {
-          this.reply(s, encodeError('unauthorized', 'token names another user', f.ref));
+          this.replyError(s, 'unauthorized', 'token names another user', f.ref);
           return;
         }
         this.expiry.update(s, claims.exp);
         s.topics = claims.topics;
         this.dropDisallowedTopics(s);
-        this.reply(s, encodeControl('refreshed', { exp: Math.floor(claims.exp / 1000) }, f.ref));
+        this.reply(s, 'refreshed', { exp: Math.floor(claims.exp / 1000) }, f.ref);
         return;
       }
       case 'subscribe':
         if (!mayUseTopic(s.topics, f.topic)) {
-          this.reply(s, encodeError('forbidden', `this token may not subscribe to "${f.topic}"`, f.ref));
+          this.replyError(s, 'forbidden', `this token may not subscribe to "${f.topic}"`, f.ref);
           return;
         }
         if (f.presence && f.topic === ALL_TOPIC) {
-          this.reply(s, encodeError('forbidden', 'no presence events on $all', f.ref));
+          this.replyError(s, 'forbidden', 'no presence events on $all', f.ref);
           return;
         }
         if (!s.subs?.has(f.topic) && (s.subs?.size ?? 0) >= this.options.limits.maxTopicsPerConnection) {
           const max = this.options.limits.maxTopicsPerConnection;
-          this.reply(
-            s,
-            encodeError(ERRORS.too_many_topics.wire, `at most ${max} topics per connection`, f.ref),
-          );
+          this.replyError(s, ERRORS.too_many_topics.wire, `at most ${max} topics per connection`, f.ref);
           return;
         }
         await this.subscribe(s, f.topic, f.since, f.ref, f.presence === true);
         return;
       case 'unsubscribe':
         this.deps.hub.unsubscribe(s, f.topic);
-        this.reply(s, encodeControl('unsubscribed', { topic: f.topic }, f.ref));
+        this.reply(s, 'unsubscribed', { topic: f.topic }, f.ref);
         return;
     }
   }
@@ -388,7 +386,7 @@ export class Gateway {
     for (const topic of [...(s.subs?.keys() ?? [])]) {
       if (mayUseTopic(s.topics, topic)) continue;
       this.deps.hub.unsubscribe(s, topic);
-      this.reply(s, encodeControl('unsubscribed', { topic }));
+      this.reply(s, 'unsubscribed', { topic });
     }
   }
 
@@ -416,7 +414,7 @@ export class Gateway {
     }
     const current = await store.topicOffset(s.appId, topic);
     if (s.state === CLOSED) return;
-    this.reply(s, encodeControl('subscribed', { topic, offset: current }, ref));
+    this.reply(s, 'subscribed', { topic, offset: current }, ref);
     // A `since` past the end of the stream means "up to date": live messages follow `current`.
     let offset = Math.min(since ?? current, current);
     for (;;) {
@@ -437,7 +435,7 @@ export class Gateway {
    * holds more than one frame of unsent data. A client that leaves a frame untaken for a
    * whole heartbeat interval has stopped reading: it is cut with 4009 and resumes from the store.
    */
-  private async writeReplay(s: Session, frames: readonly string[], seqs: readonly number[]): Promise<void> {
+  private async writeReplay(s: Session, frames: readonly OutFrame[], seqs: readonly number[]): Promise<void> {
     const { transport } = s;
     const written = (write: (done: () => void) => void) =>
       new Promise<boolean>((resolve) => {
@@ -448,19 +446,22 @@ export class Gateway {
         });
       });
     if (transport.sendFrames) {
-      if (!(await written((done) => transport.sendFrames!(frames, seqs, done)))) this.cutStalled(s);
+      // Only v1 sessions ride transports with sendFrames (SSE, long-poll).
+      const text = frames as readonly string[];
+      if (!(await written((done) => transport.sendFrames!(text, seqs, done)))) this.cutStalled(s);
       return;
     }
-    let batch: string[] = [];
+    let batch: OutFrame[] = [];
     let bytes = 0;
     for (let i = 0; i < frames.length; i++) {
       batch.push(frames[i]!);
       bytes += frames[i]!.length;
       if (bytes < BACKLOG_FRAME_BYTES && i < frames.length - 1) continue;
-      const text = encodeCoalesced(batch);
+      const merged = batch;
       batch = [];
       bytes = 0;
-      if (!(await written((done) => transport.send(text, done)))) return this.cutStalled(s);
+      if (!(await written((done) => s.codec.sendMessages(transport, merged, done))))
+        return this.cutStalled(s);
       if (s.state === CLOSED) return;
     }
   }
@@ -488,7 +489,7 @@ export class Gateway {
       if (s.state === CLOSED) return offset;
       const frames = rows
         .filter((m) => m.platforms === null || m.platforms.includes(s.platform))
-        .map((m) => encodeTopicMessage(topic, m.offset!, encodeMessageTail(m)));
+        .map((m) => new MessageFrames(m).topic(s.codec.kind));
       if (rows.length > 0) offset = rows[rows.length - 1]!.offset!;
       if (frames.length > 0) await this.writeReplay(s, frames, new Array<number>(frames.length).fill(0));
       if (!hasMore) return offset;
@@ -526,18 +527,22 @@ export class Gateway {
     });
   }
 
-  private reply(s: Session, frame: string): void {
-    if (s.state !== CLOSED) s.transport.send(frame);
+  private reply(s: Session, op: ServerOp, fields: Record<string, unknown>, ref?: Ref): void {
+    if (s.state !== CLOSED) s.codec.sendControl(s.transport, op, fields, ref);
+  }
+
+  private replyError(s: Session, code: string, message: string, ref: Ref): void {
+    this.reply(s, 'error', { code, message }, ref);
   }
 
   private reject(s: Session, code: string, message: string, ref: Ref): void {
-    this.reply(s, encodeError(code, message, ref));
+    this.replyError(s, code, message, ref);
     if (++s.badFrames >= MAX_BAD_FRAMES) this.closeFor(s, 'policy_violation', 'too many bad frames');
   }
 
   private frameFailed(s: Session, err: unknown, ref: Ref): void {
     this.deps.log.error({ err, connectionId: s.id }, 'client frame failed');
-    this.reply(s, encodeError('internal', 'internal error', ref));
+    this.replyError(s, 'internal', 'internal error', ref);
   }
 
   /** Closes with a code (the client learns why) and forgets the session. */

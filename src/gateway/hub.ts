@@ -2,6 +2,7 @@ import { closeCodeOf } from '../domain/errors.js';
 import { ALL_TOPIC, isAddressed, type Recipient, type StoredMessage } from '../domain/message.js';
 import type { ConnectionRecord } from '../store/store.js';
 import { getOrCreate } from '../util/maps.js';
+import { CODEC_JSON, MessageFrames, type OutFrame } from './protocol/codec.js';
 import {
   encodeCoalesced,
   encodeMessageTail,
@@ -126,7 +127,7 @@ export class Hub {
   }
 
   /** Queues a resend of a frame the session already had (the client dedupes by id). */
-  resend(s: Session, seq: number, frame: string): void {
+  resend(s: Session, seq: number, frame: OutFrame): void {
     // A negative time: resends are not part of the accept → socket latency histogram.
     if (s.enqueue(frame, seq, -1)) this.markDirty(s);
   }
@@ -202,6 +203,9 @@ export class Hub {
 
   /** Queues a control frame (revoke, read, join/leave) behind the frames already queued for the session. */
   sendControl(s: Session, frame: string): void {
+    // These events have no push.v2.bin frame kind yet (docs/reference/protocol-v2.md): v2
+    // sessions go without them rather than receive JSON text on a binary subprotocol.
+    if (s.codec.kind !== CODEC_JSON) return;
     if (s.state !== CLOSED && s.enqueue(frame, 0, -1)) this.markDirty(s);
   }
 
@@ -215,18 +219,16 @@ export class Hub {
 
   /** Routes a stored user-targeted message to the live sessions of its recipients. */
   deliverToUsers(message: StoredMessage, recipients: readonly Recipient[]): void {
-    const tail = encodeMessageTail(message);
+    const encoded = new MessageFrames(message);
     for (const r of recipients) {
       const sessions = this.byUser.get(key(message.appId, r.user));
       if (!sessions) continue;
-      let frame: string | null = null;
       for (const s of sessions) {
         if (!isAddressed(message.platforms, r.devices, s.platform, s.device)) {
           s.skipSeq(r.seq);
           continue;
         }
-        frame ??= encodeUserMessage(r.seq, tail);
-        const offered = s.offerUserMessage(r.seq, frame, message.timestamp);
+        const offered = s.offerUserMessage(r.seq, encoded.user(s.codec.kind, r.seq), message.timestamp);
         if (offered === OFFER_QUEUED) this.markDirty(s);
         else if (offered === OFFER_GAP) this.events.onGap(s);
       }
@@ -240,16 +242,19 @@ export class Hub {
     const all = topic === ALL_TOPIC;
     const sessions = all ? this.byApp.get(message.appId) : this.byTopic.get(key(message.appId, topic));
     if (!sessions) return;
-    const frame = encodeTopicMessage(topic, message.offset!, encodeMessageTail(message));
-    if (sessions.size > 1) {
-      // Flushes that chain slice after slice under constant traffic never drain the dirty
-      // list; the cap bounds the map then (a frame missing from it is just sent through ws).
-      if (this.shared.size >= MAX_SHARED_FRAMES) this.shared.clear();
-      this.shared.set(frame, null);
-    }
+    const encoded = new MessageFrames(message);
+    let shared = false;
     for (const s of sessions) {
       if (message.platforms !== null && !message.platforms.includes(s.platform)) continue;
       if (all && s.allMuted) continue;
+      const frame = encoded.topic(s.codec.kind);
+      if (!shared && sessions.size > 1 && typeof frame === 'string') {
+        shared = true;
+        // Flushes that chain slice after slice under constant traffic never drain the dirty
+        // list; the cap bounds the map then (a frame missing from it is just sent through ws).
+        if (this.shared.size >= MAX_SHARED_FRAMES) this.shared.clear();
+        this.shared.set(frame, null);
+      }
       // `$all` needs no subscription; one exists only to replay it, and then orders it by offset.
       const queued =
         all && !s.subs?.has(topic)
@@ -270,6 +275,7 @@ export class Hub {
     const sessions = this.byTopic.get(key(appId, topic));
     if (!sessions) return;
     const frames = messages.map((m) => encodeTopicMessage(topic, m.offset!, encodeMessageTail(m)));
+    const encoded = messages.map((m) => new MessageFrames(m));
     // Always an array, even for one message: the room's frame shape does not depend on traffic.
     const merged = `[${frames.join(',')}]`;
     const first = messages[0]!;
@@ -286,6 +292,7 @@ export class Hub {
         sub.held === null &&
         sub.offset < first.offset! &&
         !s.transport.sendFrames &&
+        s.codec.kind === CODEC_JSON &&
         (!filtered || messages.every((m) => m.platforms === null || m.platforms.includes(s.platform)));
       if (whole) {
         sub.offset = lastOffset;
@@ -294,7 +301,8 @@ export class Hub {
       }
       messages.forEach((m, i) => {
         if (m.platforms !== null && !m.platforms.includes(s.platform)) return;
-        if (s.offerTopicMessage(topic, m.offset!, frames[i]!, m.timestamp)) this.markDirty(s);
+        const frame = s.codec.kind === CODEC_JSON ? frames[i]! : encoded[i]!.topic(s.codec.kind);
+        if (s.offerTopicMessage(topic, m.offset!, frame, m.timestamp)) this.markDirty(s);
       });
     }
   }
@@ -347,9 +355,10 @@ export class Hub {
       this.unregister(s);
       return;
     }
-    if (s.transport.sendFrames) s.transport.sendFrames(q.frames, q.seqs);
+    // Only v1 sessions ride SSE / long-poll (sendFrames) or the shared WebSocket text frames.
+    if (s.transport.sendFrames) s.transport.sendFrames(q.frames as string[], q.seqs);
     else if (!(q.frames.length === 1 && this.writeShared(s, q.frames[0]!))) {
-      s.transport.send(encodeCoalesced(q.frames));
+      s.codec.sendMessages(s.transport, q.frames);
     }
     this.events.onWritten(s, q.seqs, q.times, now);
   }
@@ -372,7 +381,8 @@ export class Hub {
   }
 
   /** Writes a fan-out frame's shared bytes; false when it is not one or the transport cannot take them. */
-  private writeShared(s: Session, frame: string): boolean {
+  private writeShared(s: Session, frame: OutFrame): boolean {
+    if (typeof frame !== 'string') return false;
     let wire = this.shared.get(frame);
     if (wire === undefined) return false;
     if (wire === null) {

@@ -7,6 +7,8 @@
  * the hub flushes queues, the heartbeat wheel checks liveness.
  */
 
+import { JSON_CODEC, type OutFrame, type SessionCodec } from './protocol/codec.js';
+
 /** The wire under a session: a ws WebSocket satisfies it as is; SSE and long-poll adapt to it. */
 export interface Transport {
   send(data: string | Buffer, cb?: (err?: Error) => void): void;
@@ -36,7 +38,7 @@ export const MAX_HELD = 1024;
 /** One topic subscription: the last offset queued, and live frames held while its replay runs. */
 export interface TopicSub {
   offset: number;
-  held: { offset: number; frame: string; timestamp: number }[] | null;
+  held: { offset: number; frame: OutFrame; timestamp: number }[] | null;
   heldOverflow: boolean;
   /** The subscriber asked for the topic's join/leave events. */
   presence?: boolean;
@@ -50,11 +52,11 @@ export class Session {
   /** Heartbeat wheel slot. */
   slot = 0;
   // Outbound queue: parallel arrays, null while empty.
-  outFrames: string[] | null = null;
+  outFrames: OutFrame[] | null = null;
   outSeqs: number[] | null = null;
   outTimes: number[] | null = null;
   // Held during backlog replay.
-  held: { seq: number; frame: string; timestamp: number }[] | null = null;
+  held: { seq: number; frame: OutFrame; timestamp: number }[] | null = null;
   heldOverflow = false;
   /** When a write first found this connection's send buffer over the limit (0: it is not). */
   overLimitSince = 0;
@@ -79,6 +81,8 @@ export class Session {
     public topics: readonly string[] | null,
     readonly connectedAt: number,
     framesPerSecond: number,
+    /** The wire protocol chosen at the handshake. */
+    readonly codec: SessionCodec = JSON_CODEC,
   ) {
     this.lastSeen = connectedAt;
     this.frameTokens = framesPerSecond;
@@ -86,7 +90,7 @@ export class Session {
   }
 
   /** Queues a frame; returns true when the queue was empty (the hub must schedule a flush). */
-  enqueue(frame: string, seq: number, timestamp: number): boolean {
+  enqueue(frame: OutFrame, seq: number, timestamp: number): boolean {
     if (this.outFrames === null) {
       this.outFrames = [frame];
       this.outSeqs = [seq];
@@ -105,7 +109,7 @@ export class Session {
    * in no common order): the session goes back to syncing, holds this one, and the caller
    * repairs the gap from the store. `allowGap` is for frames released after such a repair.
    */
-  offerUserMessage(seq: number, frame: string, timestamp: number, allowGap = false): number {
+  offerUserMessage(seq: number, frame: OutFrame, timestamp: number, allowGap = false): number {
     if (this.state === CLOSED) return OFFER_NONE;
     if (this.state === SYNCING) {
       if (this.heldOverflow) return OFFER_NONE;
@@ -153,7 +157,7 @@ export class Session {
   }
 
   /** A live topic message; held while that topic's replay runs, dropped if the replay already sent it. */
-  offerTopicMessage(topic: string, offset: number, frame: string, timestamp: number): boolean {
+  offerTopicMessage(topic: string, offset: number, frame: OutFrame, timestamp: number): boolean {
     const sub = this.subs?.get(topic);
     if (!sub || this.state === CLOSED) return false;
     if (sub.held !== null) {
@@ -171,7 +175,7 @@ export class Session {
   }
 
   /** Takes the queued frames (the caller writes them). */
-  takeQueue(): { frames: string[]; seqs: number[]; times: number[] } | null {
+  takeQueue(): { frames: OutFrame[]; seqs: number[]; times: number[] } | null {
     if (this.outFrames === null) return null;
     const q = { frames: this.outFrames, seqs: this.outSeqs!, times: this.outTimes! };
     this.outFrames = this.outSeqs = this.outTimes = null;

@@ -61,6 +61,19 @@ describeWithBrowser('demo page in Chromium', () => {
     await page.close();
   });
 
+  it('?protocol=v2: the page speaks push.v2.bin (snappy-compressed frames decoded in the browser)', async () => {
+    const page = await browser.page();
+    await page.goto(`${server.http}/demo?user=vera&protocol=v2`);
+    await connected(page, 'websocket');
+    expect(await page.textContent('#identity')).toContain('protocol v2');
+    // Over the 256-byte threshold: the server compresses it with snappy, the only codec a browser offers.
+    const long = `binary ${'and compressed '.repeat(40)}end`;
+    const res = await pushVia(server, 'vera', long);
+    await page.waitForSelector('li.message >> text=and compressed');
+    expect((await received(page)).map((m) => [m.id, m.data.text])).toEqual([[res.id, long]]);
+    await page.close();
+  });
+
   it('after the server is killed and restarts, the page resumes without loss or duplicate', async () => {
     const page = await browser.page();
     await page.goto(`${server.http}/demo?user=rita`);

@@ -1,5 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TestClient } from '../helpers/client.js';
+import { TestClient, testProtocol } from '../helpers/client.js';
+
+/** Tests of v1's raw JSON text; their v2 counterparts are in test/integration/v2/binary-protocol.test.ts. */
+const onV1 = it.skipIf(testProtocol() === 'v2');
+
 import { startServer, type TestServer } from '../helpers/server.js';
 
 /** A raw HTTP call with full control over the Authorization header and the body text. */
@@ -131,28 +135,31 @@ describe('bad input on the HTTP push API', () => {
     }
   });
 
-  it('128 emoji code points and an RTL user id are accepted and round-trip byte-exact over a socket', async () => {
-    const emoji = Array.from({ length: 128 }, (_, i) => String.fromCodePoint(0x1f600 + (i % 80))).join('');
-    expect([...emoji]).toHaveLength(128);
-    const rtl = 'مستخدم‏-משתמש ١٢٣';
-    for (const user of [emoji, rtl]) {
-      const { c, rawFrames } = await openRaw(t, user);
-      expect(c.frames[0]).toMatchObject({ op: 'welcome', user_id: user });
-      const res = await t.push({ to: { users: [user] }, type: 'text', data: { echo: user } });
-      expect(res.status).toBe(202);
-      expect(res.body.recipients).toBe(1);
-      const m = (await c.messages(1))[0]!;
-      expect(m.id).toBe(res.body.id);
-      expect(m.data.echo).toBe(user);
-      // Byte-exact: the UTF-8 bytes of the id appear unchanged in the frame on the wire.
-      const frame = rawFrames.find((b) => b.includes(Buffer.from(res.body.id)))!;
-      expect(frame.includes(Buffer.from(JSON.stringify({ echo: user }), 'utf8'))).toBe(true);
-      const p = await t.api('GET', `/v1/users/${encodeURIComponent(user)}/presence`);
-      expect(p.status).toBe(200);
-      expect(p.body).toMatchObject({ user, online: true });
-      await c.close();
-    }
-  });
+  onV1(
+    '128 emoji code points and an RTL user id are accepted and round-trip byte-exact over a socket',
+    async () => {
+      const emoji = Array.from({ length: 128 }, (_, i) => String.fromCodePoint(0x1f600 + (i % 80))).join('');
+      expect([...emoji]).toHaveLength(128);
+      const rtl = 'مستخدم‏-משתמש ١٢٣';
+      for (const user of [emoji, rtl]) {
+        const { c, rawFrames } = await openRaw(t, user);
+        expect(c.frames[0]).toMatchObject({ op: 'welcome', user_id: user });
+        const res = await t.push({ to: { users: [user] }, type: 'text', data: { echo: user } });
+        expect(res.status).toBe(202);
+        expect(res.body.recipients).toBe(1);
+        const m = (await c.messages(1))[0]!;
+        expect(m.id).toBe(res.body.id);
+        expect(m.data.echo).toBe(user);
+        // Byte-exact: the UTF-8 bytes of the id appear unchanged in the frame on the wire.
+        const frame = rawFrames.find((b) => b.includes(Buffer.from(res.body.id)))!;
+        expect(frame.includes(Buffer.from(JSON.stringify({ echo: user }), 'utf8'))).toBe(true);
+        const p = await t.api('GET', `/v1/users/${encodeURIComponent(user)}/presence`);
+        expect(p.status).toBe(200);
+        expect(p.body).toMatchObject({ user, online: true });
+        await c.close();
+      }
+    },
+  );
 
   it('ttl must be an integer 0..2419200 → else 400', async () => {
     for (const ttl of [-1, 1.5, '5', 2_419_201, null, true]) {
@@ -178,32 +185,35 @@ describe('bad input on the HTTP push API', () => {
     expectError(await t.push({ to: { users: ['deep'] }, data: arr }), 400, 'bad_request');
   });
 
-  it('__proto__, constructor and prototype keys in data are delivered exactly as sent and pollute nothing (guarantee: such keys never change how the request is read)', async () => {
-    const user = 'proto-user';
-    const { c, rawFrames } = await openRaw(t, user);
-    const dataText =
-      '{"__proto__":{"polluted":"yes"},"constructor":{"prototype":{"polluted":"yes"}},' +
-      '"prototype":{"polluted":"yes"},"nested":[{"__proto__":{"isAdmin":true}}]}';
-    const body = `{"to":{"users":["${user}"]},"type":"notification","data":${dataText}}`;
-    const res = await raw(t, 'POST', '/v1/push', { authorization: t.auth(), body });
-    expect(res.status).toBe(202);
-    const m = (await c.messages(1))[0]!;
-    expect(m.id).toBe(res.body.id);
-    // Own keys, as plain data.
-    expect(Object.hasOwn(m.data, '__proto__')).toBe(true);
-    expect(Object.hasOwn(m.data, 'constructor')).toBe(true);
-    expect(Object.hasOwn(m.data, 'prototype')).toBe(true);
-    expect(Object.hasOwn(m.data.nested[0], '__proto__')).toBe(true);
-    // Exactly as sent: the data text on the wire is the text that was pushed.
-    const frame = rawFrames.map((b) => b.toString('utf8')).find((s) => s.includes(res.body.id))!;
-    expect(frame).toContain(`"data":${dataText}`);
-    // The server runs in this process: Object.prototype must be untouched.
-    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
-    expect(({} as Record<string, unknown>).isAdmin).toBeUndefined();
-    expect(Object.prototype).not.toHaveProperty('polluted');
-    await c.close();
-    await expectHealthy(t, 'proto-health');
-  });
+  onV1(
+    '__proto__, constructor and prototype keys in data are delivered exactly as sent and pollute nothing (guarantee: such keys never change how the request is read)',
+    async () => {
+      const user = 'proto-user';
+      const { c, rawFrames } = await openRaw(t, user);
+      const dataText =
+        '{"__proto__":{"polluted":"yes"},"constructor":{"prototype":{"polluted":"yes"}},' +
+        '"prototype":{"polluted":"yes"},"nested":[{"__proto__":{"isAdmin":true}}]}';
+      const body = `{"to":{"users":["${user}"]},"type":"notification","data":${dataText}}`;
+      const res = await raw(t, 'POST', '/v1/push', { authorization: t.auth(), body });
+      expect(res.status).toBe(202);
+      const m = (await c.messages(1))[0]!;
+      expect(m.id).toBe(res.body.id);
+      // Own keys, as plain data.
+      expect(Object.hasOwn(m.data, '__proto__')).toBe(true);
+      expect(Object.hasOwn(m.data, 'constructor')).toBe(true);
+      expect(Object.hasOwn(m.data, 'prototype')).toBe(true);
+      expect(Object.hasOwn(m.data.nested[0], '__proto__')).toBe(true);
+      // Exactly as sent: the data text on the wire is the text that was pushed.
+      const frame = rawFrames.map((b) => b.toString('utf8')).find((s) => s.includes(res.body.id))!;
+      expect(frame).toContain(`"data":${dataText}`);
+      // The server runs in this process: Object.prototype must be untouched.
+      expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+      expect(({} as Record<string, unknown>).isAdmin).toBeUndefined();
+      expect(Object.prototype).not.toHaveProperty('polluted');
+      await c.close();
+      await expectHealthy(t, 'proto-health');
+    },
+  );
 
   it('a body whose only `to` is hidden under a top-level "__proto__" → 400', async () => {
     const bodies = [
@@ -316,7 +326,7 @@ describe('bad frames on the socket', () => {
     await c.close();
   });
 
-  it('a binary frame on push.v1.json → error bad_request', async () => {
+  onV1('a binary frame on push.v1.json → error bad_request', async () => {
     const c = await open('f-binary');
     c.ws.send(Buffer.from('{"op":"ping","ref":"bin"}'), { binary: true });
     expect(await nextError(c)).toMatchObject({ code: 'bad_request' });

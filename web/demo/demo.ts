@@ -34,10 +34,18 @@ function start(options: Sdk.ConnectOptions, user: string): Sdk.PushClient {
   const received: Sdk.PushMessage[] = [];
   const revoked: Sdk.RevokeEvent[] = [];
   const reads: number[] = [];
-  const client = window.MessagePush.connect(options);
+  // `?protocol=v2` switches the WebSocket to the binary protocol (push.v2.bin).
+  const protocol = new URLSearchParams(location.search).get('protocol') === 'v2' ? 'v2' : 'v1';
+  const client = window.MessagePush.connect({ ...options, protocol });
   window.demo = { client, received, revoked, reads };
   $('#identity').innerHTML = '';
-  $('#identity').append('Signed in as ', code(user), ' in app ', code(options.app));
+  $('#identity').append(
+    'Signed in as ',
+    code(user),
+    ' in app ',
+    code(options.app),
+    ` (protocol ${protocol})`,
+  );
   client.on('state', ({ state }) => showState(state, client));
   client.on('connected', ({ transport }) => showState('connected', client, transport));
   client.on('error', (e) => {

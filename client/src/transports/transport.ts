@@ -1,6 +1,6 @@
 import type { ClientFrame, ServerFrame, WelcomeFrame } from '../protocol.js';
 
-export type TransportName = 'websocket' | 'sse' | 'long-poll';
+export type TransportName = 'websocket' | 'sse' | 'long-poll' | 'tcp';
 
 /** How a transport ended. `opened` tells a refused or unreachable endpoint from a dropped connection. */
 export interface CloseInfo {
@@ -41,6 +41,13 @@ export interface Transport {
   /** Closes from this side; `onClose` follows with `code`. */
   close(code?: number, reason?: string): void;
 }
+
+/** Builds a transport the client cannot build itself (TCP, from the Node entry). */
+export type TransportFactory = (
+  params: TransportParams,
+  handlers: TransportHandlers,
+  openTimeoutMs: number,
+) => Transport;
 
 /** Minimal `fetch` the fallbacks need; the global one (browsers, Node 18+) fits. */
 export type FetchLike = (

@@ -1,4 +1,5 @@
 import { CLOSE, type ClientFrame, parseFrames } from '../protocol.js';
+import { ProtocolError, SUBPROTOCOL_V2 } from '../protocol-v2.js';
 import {
   type CloseInfo,
   deliverFrames,
@@ -6,6 +7,10 @@ import {
   type TransportHandlers,
   type TransportParams,
 } from './transport.js';
+import { asBytes, offeredCodecs, V2Channel } from './v2-channel.js';
+
+/** Wire protocol on the WebSocket: `v1` JSON text (the default) or `v2` binary frames. */
+export type WireProtocol = 'v1' | 'v2';
 
 /** The part of the WHATWG WebSocket the client uses; browsers' and `ws`'s both fit. */
 export interface WebSocketLike {
@@ -14,7 +19,9 @@ export interface WebSocketLike {
   onmessage: ((ev: { data: unknown }) => void) | null;
   onerror: ((ev: unknown) => void) | null;
   onclose: ((ev: { code: number; reason: string }) => void) | null;
-  send(data: string): void;
+  /** Set to `arraybuffer` for protocol v2. */
+  binaryType?: string;
+  send(data: string | Uint8Array): void;
   close(code?: number, reason?: string): void;
 }
 
@@ -23,7 +30,8 @@ export type WebSocketConstructor = new (url: string, protocols?: string | string
 const OPEN = 1;
 
 /**
- * WebSocket with subprotocol `push.v1.json`. Open means `welcome` was received (the server
+ * WebSocket with subprotocol `push.v1.json`, or `push.v2.bin` (binary frames, see
+ * docs/reference/protocol-v2.md) when asked for. Open means `welcome` was received (the server
  * sends it once the connection is wired for live delivery). A handshake refused before
  * the upgrade shows its HTTP status where the implementation exposes it (`ws` in Node);
  * browsers hide it, so the client learns it from the next transport it tries.
@@ -36,21 +44,27 @@ export class WebSocketTransport implements Transport {
   private ended = false;
   private status: number | undefined;
   private readonly openTimer: ReturnType<typeof setTimeout>;
+  /** Protocol v2 state; null on v1. */
+  private readonly v2: V2Channel | null;
 
   constructor(
     Impl: WebSocketConstructor,
     params: TransportParams,
     private readonly handlers: TransportHandlers,
     openTimeoutMs: number,
+    protocol: WireProtocol = 'v1',
   ) {
     const q = new URLSearchParams({ app: params.app, token: params.token() });
     if (params.device) q.set('device', params.device);
     const since = params.since();
     if (since !== null) q.set('since', String(since));
+    if (protocol === 'v2') q.set('codecs', offeredCodecs().join(','));
     const url = `${params.baseUrl.replace(/^http/, 'ws')}/v1/ws?${q}`;
     this.openTimer = setTimeout(() => this.close(CLOSE.abnormal, 'open timeout'), openTimeoutMs);
+    this.v2 = protocol === 'v2' ? new V2Channel((bytes) => this.socket.send(bytes)) : null;
     try {
-      this.socket = new Impl(url, 'push.v1.json');
+      this.socket = new Impl(url, protocol === 'v2' ? SUBPROTOCOL_V2 : 'push.v1.json');
+      if (this.v2) this.socket.binaryType = 'arraybuffer';
     } catch (err) {
       // Some environments throw synchronously (blocked, bad URL): same as a failed open.
       this.socket = { readyState: 3 } as WebSocketLike;
@@ -69,7 +83,9 @@ export class WebSocketTransport implements Transport {
   }
 
   send(frame: ClientFrame): void {
-    if (this.socket.readyState === OPEN) this.socket.send(JSON.stringify(frame));
+    if (this.socket.readyState !== OPEN) return;
+    if (this.v2) this.v2.send(frame);
+    else this.socket.send(JSON.stringify(frame));
   }
 
   ack(ids: string[]): void {
@@ -86,11 +102,24 @@ export class WebSocketTransport implements Transport {
   }
 
   private receive(data: unknown): void {
-    if (this.ended || typeof data !== 'string') return;
+    if (this.ended) return;
+    let frames: ReturnType<typeof parseFrames>;
+    if (this.v2) {
+      const bytes = asBytes(data);
+      if (bytes === null) return;
+      try {
+        frames = this.v2.receive(bytes).frames;
+      } catch (err) {
+        if (!(err instanceof ProtocolError)) throw err;
+        this.close(err.tooLarge ? CLOSE.tooBig : CLOSE.protocolError, err.message);
+        return;
+      }
+    } else {
+      if (typeof data !== 'string') return;
+      frames = parseFrames(data);
+    }
     this.handlers.onActivity();
-    this.welcomed = deliverFrames(parseFrames(data), this.welcomed, this.handlers, () =>
-      clearTimeout(this.openTimer),
-    );
+    this.welcomed = deliverFrames(frames, this.welcomed, this.handlers, () => clearTimeout(this.openTimer));
   }
 
   private end(info: CloseInfo): void {

@@ -206,7 +206,7 @@ export function registerClientRoutes(app: FastifyInstance, deps: ClientRouteDeps
       transport.begin();
       transport.session = s;
       reply.raw.on('close', () => gateway.closed(s));
-      transport.send(gateway.welcomeFrame(s));
+      gateway.sendWelcome(s);
       void gateway.replay(s, admission.since);
     },
   );

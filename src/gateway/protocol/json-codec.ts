@@ -77,7 +77,11 @@ export function decodeClientFrame(text: string): ClientFrame | FrameError {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     return { op: 'error', code: 'bad_request', message: 'frame must be a JSON object', ref: undefined };
   }
-  const f = value as Record<string, unknown>;
+  return validateClientFrame(value as Record<string, unknown>);
+}
+
+/** The rules every protocol shares: one frame as an object with its `op`, checked field by field. */
+export function validateClientFrame(f: Record<string, unknown>): ClientFrame | FrameError {
   const ref = refOf(f.ref);
   const bad = (message: string): FrameError => ({ op: 'error', code: 'bad_request', message, ref });
   switch (f.op) {

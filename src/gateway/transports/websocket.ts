@@ -7,7 +7,10 @@ import type { Logger } from '../../observability/logger.js';
 import type { Metrics } from '../../observability/metrics.js';
 import type { Gateway } from '../gateway.js';
 import { clientIp } from '../handshake.js';
+import { SUBPROTOCOL_BINARY } from '../protocol/binary-codec.js';
+import { createBinaryCodec, parseCodecOffer } from '../protocol/codec.js';
 import { SUBPROTOCOL_JSON } from '../protocol/json-codec.js';
+import { HEADER_BYTES } from '../protocol/v2-frame.js';
 import type { Session } from '../session.js';
 
 /** Socket paths: ours, and the seed's (`/message-push/v1/message`). */
@@ -16,7 +19,11 @@ const WS_PATHS = new Set(['/v1/ws', '/message-push/v1/message']);
 export interface WebSocketTransportOptions {
   readonly maxFrameBytes: number;
   readonly trustProxy: TrustedProxies;
+  /** v2: bodies of at least this many bytes are compressed (when the client accepts a compression). */
+  readonly compressMin: number;
 }
+
+const SUBPROTOCOLS = [SUBPROTOCOL_JSON, SUBPROTOCOL_BINARY];
 
 type SessionSocket = WebSocket & { session?: Session };
 
@@ -27,6 +34,8 @@ type SessionSocket = WebSocket & { session?: Session };
  */
 export class WebSocketTransport {
   private readonly wss: WebSocketServer;
+  /** v2 sessions: a WebSocket message holds a whole fragment of PUSH_MAX_FRAME bytes plus its header. */
+  private readonly wssBinary: WebSocketServer;
   private readonly onMessage: (this: SessionSocket, data: Buffer, isBinary: boolean) => void;
   private readonly onClose: (this: SessionSocket) => void;
   private readonly onPong: (this: SessionSocket) => void;
@@ -44,6 +53,13 @@ export class WebSocketTransport {
       perMessageDeflate: false,
       maxPayload: options.maxFrameBytes,
       handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL_JSON) ? SUBPROTOCOL_JSON : false),
+    });
+    this.wssBinary = new WebSocketServer({
+      noServer: true,
+      clientTracking: false,
+      perMessageDeflate: false,
+      maxPayload: options.maxFrameBytes + HEADER_BYTES,
+      handleProtocols: () => SUBPROTOCOL_BINARY,
     });
     this.onMessage = function (data, isBinary) {
       if (this.session) gateway.handleFrame(this.session, data, isBinary);
@@ -76,11 +92,21 @@ export class WebSocketTransport {
       refuse(socket, new PushError('not_found', `no WebSocket endpoint at ${url.pathname}`));
       return;
     }
+    // The first subprotocol offered that this server speaks; none offered means v1.
     const offered = req.headers['sec-websocket-protocol'];
-    if (offered && !offered.split(',').some((p) => p.trim() === SUBPROTOCOL_JSON)) {
+    const protocol = offered
+      ? offered
+          .split(',')
+          .map((p) => p.trim())
+          .find((p) => SUBPROTOCOLS.includes(p))
+      : SUBPROTOCOL_JSON;
+    if (protocol === undefined) {
       this.refuseCounted(
         socket,
-        new PushError('bad_request', `unsupported subprotocol; this server speaks ${SUBPROTOCOL_JSON}`),
+        new PushError(
+          'bad_request',
+          `unsupported subprotocol; this server speaks ${SUBPROTOCOLS.join(', ')}`,
+        ),
       );
       return;
     }
@@ -98,10 +124,14 @@ export class WebSocketTransport {
       this.refuseCounted(socket, new PushError('unavailable', 'server is shutting down'));
       return;
     }
-    this.wss.handleUpgrade(req, socket, head, (ws: SessionSocket) => {
+    const binary = protocol === SUBPROTOCOL_BINARY;
+    const codec = binary
+      ? createBinaryCodec(parseCodecOffer(url.searchParams), this.options.compressMin, true)
+      : undefined;
+    (binary ? this.wssBinary : this.wss).handleUpgrade(req, socket, head, (ws: SessionSocket) => {
       let s: Session;
       try {
-        s = this.gateway.open(admission, ws);
+        s = this.gateway.open(admission, ws, codec);
       } catch (err) {
         // Past PUSH_MAX_CONNECTIONS (another handshake took the last slot meanwhile): 1013.
         const code =
@@ -115,7 +145,7 @@ export class WebSocketTransport {
       ws.on('close', this.onClose);
       ws.on('pong', this.onPong);
       ws.on('error', this.onError);
-      ws.send(this.gateway.welcomeFrame(s));
+      this.gateway.sendWelcome(s);
       void this.gateway.replay(s, admission.since);
     });
   }
@@ -127,6 +157,7 @@ export class WebSocketTransport {
 
   close(): void {
     this.wss.close();
+    this.wssBinary.close();
   }
 }
 

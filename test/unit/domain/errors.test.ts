@@ -28,8 +28,9 @@ describe('error registry', () => {
     expect(body).toEqual({ error: { code: spec.wire, message: 'why' } });
   });
 
-  it('close codes are the ones docs/reference/errors.md lists', () => {
+  it('close codes are the ones docs/reference/errors.md lists (1002 and 1009: protocol v2 framing)', () => {
     const closeCodes = Object.values(ERRORS).flatMap((s) => ('closeCode' in s ? [s.closeCode] : []));
-    for (const c of closeCodes) expect([1001, 1008, 1009, 1011, 1013, 4001, 4003, 4008, 4009]).toContain(c);
+    for (const c of closeCodes)
+      expect([1001, 1002, 1008, 1009, 1011, 1013, 4001, 4003, 4008, 4009]).toContain(c);
   });
 });
