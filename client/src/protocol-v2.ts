@@ -35,11 +35,18 @@ export const KIND = {
   pong: 0x26,
   refreshed: 0x27,
   ok: 0x28,
+  revoke: 0x29,
+  read_sync: 0x2a,
+  join: 0x2b,
+  leave: 0x2c,
   close: 0x2e,
   error: 0x2f,
 } as const;
 
-const KIND_NAMES = new Map<number, string>(Object.entries(KIND).map(([name, kind]) => [kind, name]));
+// READ_SYNC carries the v1 op `read` (server → client), which names a client kind in KIND.
+const KIND_NAMES = new Map<number, string>(
+  Object.entries(KIND).map(([name, kind]) => [kind, name === 'read_sync' ? 'read' : name]),
+);
 const WELL_KNOWN_TYPES = ['', 'message', 'text', 'binary', 'notification', 'alarm'];
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 const encoder = new TextEncoder();

@@ -202,11 +202,17 @@ export class Hub {
   }
 
   /** Queues a control frame (revoke, read, join/leave) behind the frames already queued for the session. */
-  sendControl(s: Session, frame: string): void {
-    // These events have no push.v2.bin frame kind yet (docs/reference/protocol-v2.md): v2
-    // sessions go without them rather than receive JSON text on a binary subprotocol.
-    if (s.codec.kind !== CODEC_JSON) return;
-    if (s.state !== CLOSED && s.enqueue(frame, 0, -1)) this.markDirty(s);
+  sendControl(
+    s: Session,
+    op: 'revoke' | 'read' | 'join' | 'leave',
+    fields: Record<string, unknown>,
+    frame: string,
+  ): void {
+    if (s.state === CLOSED) return;
+    // v1: queued behind the frames already queued. v2 numbers its frames as it writes them,
+    // so the control frame is written at once (a message still queued may follow it).
+    if (s.codec.kind !== CODEC_JSON) s.codec.sendControl(s.transport, op, fields);
+    else if (s.enqueue(frame, 0, -1)) this.markDirty(s);
   }
 
   /** Who is subscribed to a topic on this node. */

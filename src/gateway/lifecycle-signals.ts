@@ -27,21 +27,25 @@ export class LifecycleSignals {
     switch (e.kind) {
       case 'revoke':
         for (const r of e.recipients) {
-          const frame = encodeControl('revoke', { id: e.id, seq: r.seq });
-          for (const s of this.hub.sessionsOf(e.appId, r.user)) this.hub.sendControl(s, frame);
+          const fields = { id: e.id, seq: r.seq };
+          const frame = encodeControl('revoke', fields);
+          for (const s of this.hub.sessionsOf(e.appId, r.user))
+            this.hub.sendControl(s, 'revoke', fields, frame);
         }
         return;
       case 'revoke_topic': {
         const sessions = this.hub.topicSessions(e.appId, e.topic);
         if (!sessions) return;
-        const frame = encodeControl('revoke', { id: e.id, topic: e.topic, offset: e.offset });
-        for (const s of sessions) this.hub.sendControl(s, frame);
+        const fields = { id: e.id, topic: e.topic, offset: e.offset };
+        const frame = encodeControl('revoke', fields);
+        for (const s of sessions) this.hub.sendControl(s, 'revoke', fields, frame);
         return;
       }
       case 'read': {
-        const frame = encodeControl('read', { seq: e.seq });
+        const fields = { seq: e.seq };
+        const frame = encodeControl('read', fields);
         for (const s of this.hub.sessionsOf(e.appId, e.userId)) {
-          if (s.id !== e.except) this.hub.sendControl(s, frame);
+          if (s.id !== e.except) this.hub.sendControl(s, 'read', fields, frame);
         }
         return;
       }
@@ -75,9 +79,11 @@ export class LifecycleSignals {
   private announce(e: PresenceEnvelope): void {
     const sessions = this.hub.topicSessions(e.appId, e.topic);
     if (!sessions) return;
-    const frame = encodeControl(e.op, { topic: e.topic, user: e.user, device: e.device });
+    const fields = { topic: e.topic, user: e.user, device: e.device };
+    const frame = encodeControl(e.op, fields);
     for (const s of sessions) {
-      if (s.id !== e.connection && s.subs?.get(e.topic)?.presence) this.hub.sendControl(s, frame);
+      if (s.id !== e.connection && s.subs?.get(e.topic)?.presence)
+        this.hub.sendControl(s, e.op, fields, frame);
     }
   }
 

@@ -1,10 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestClient, testProtocol } from '../helpers/client.js';
 
-/** Tests of v1's raw JSON text; their v2 counterparts are in test/integration/v2/binary-protocol.test.ts. */
-const onV1 = it.skipIf(testProtocol() === 'v2');
-
 import { startServer, type TestServer } from '../helpers/server.js';
+
+/**
+ * Tests of v1's raw JSON text; their v2 counterparts are in test/integration/v2/binary-protocol.test.ts.
+ * On the v2 rerun they are not registered at all (a skip would read as a missing service in CI).
+ */
+const onV1: (name: string, fn: () => Promise<void>) => void =
+  testProtocol() === 'v2' ? () => {} : (name, fn) => it(name, fn);
 
 /** A raw HTTP call with full control over the Authorization header and the body text. */
 async function raw(

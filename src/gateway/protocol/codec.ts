@@ -60,6 +60,10 @@ export type ServerOp =
   | 'pong'
   | 'refreshed'
   | 'ok'
+  | 'revoke'
+  | 'read'
+  | 'join'
+  | 'leave'
   | 'error'
   | 'ping'
   | 'close';
@@ -164,7 +168,9 @@ export class BinaryCodec implements SessionCodec {
             max_message: MAX_MESSAGE,
           }
         : fields;
-    writeAll(t, this.writer.frames(KIND[op], encodeControlBody(body, ref)));
+    // `read` is a client kind too; the server's read-sync frame has its own number.
+    const kind = op === 'read' ? KIND.read_sync : KIND[op];
+    writeAll(t, this.writer.frames(kind, encodeControlBody(body, ref)));
   }
 
   decode(data: Buffer | string, isBinary: boolean): Inbound[] {

@@ -46,6 +46,10 @@ export const KIND = {
   pong: 0x26,
   refreshed: 0x27,
   ok: 0x28,
+  revoke: 0x29,
+  read_sync: 0x2a,
+  join: 0x2b,
+  leave: 0x2c,
   close: 0x2e,
   error: 0x2f,
 } as const;
