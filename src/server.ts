@@ -208,10 +208,12 @@ export async function createServer(config: Config, options: { log?: Logger } = {
     log,
   );
 
+  // One certificate for https/wss and the protocol v2 TCP listener.
+  const tlsFiles = config.tls ? readTls(config.tls) : null;
   const http = createHttpServer(log, config.limits.headersTimeoutMs, {
     bodyTimeoutMs: config.limits.bodyTimeoutMs,
     maxPlainConnections: config.limits.maxHttpConnections,
-    ...(config.tls ? { tls: readTls(config.tls) } : {}),
+    ...(tlsFiles ? { tls: tlsFiles } : {}),
   });
   await registerOpenApi(http, PACKAGE_VERSION);
   registerPushRoutes(http, {
@@ -277,7 +279,6 @@ export async function createServer(config: Config, options: { log?: Logger } = {
     log,
   );
   websocket.attach(http.server);
-  // TLS: pass the HTTPS certificate settings here once the server has them.
   const tcp =
     config.binary.tcpPort > 0
       ? new TcpTransport(
@@ -287,6 +288,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
             host: config.host,
             compressMin: config.binary.compressMin,
             helloTimeoutMs: config.limits.headersTimeoutMs,
+            tls: tlsFiles,
           },
           metrics,
           log,

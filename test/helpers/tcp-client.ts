@@ -1,4 +1,5 @@
 import net from 'node:net';
+import tls from 'node:tls';
 import { gunzipSync } from 'node:zlib';
 import {
   clientKind,
@@ -78,12 +79,15 @@ export class TcpTestClient {
   static connect(
     port: number,
     hello: HelloFields | null,
-    o: { crc?: boolean; answerPings?: boolean } = {},
+    o: { crc?: boolean; answerPings?: boolean; ca?: string } = {},
   ): Promise<TcpTestClient> {
     return new Promise((resolve, reject) => {
-      const socket = net.connect(port, '127.0.0.1');
+      const socket =
+        o.ca === undefined
+          ? net.connect(port, '127.0.0.1')
+          : tls.connect({ port, host: '127.0.0.1', ca: o.ca });
       socket.once('error', reject);
-      socket.once('connect', () => {
+      socket.once(o.ca === undefined ? 'connect' : 'secureConnect', () => {
         socket.off('error', reject);
         const c = new TcpTestClient(socket, o.crc ?? hello?.crc === true, o.answerPings ?? true);
         if (hello) c.sendKind(KIND.hello, { versions: [2], ...hello });
@@ -93,8 +97,8 @@ export class TcpTestClient {
   }
 
   /** Connects, says hello and waits for welcome. */
-  static async open(port: number, hello: HelloFields): Promise<TcpTestClient> {
-    const c = await TcpTestClient.connect(port, hello);
+  static async open(port: number, hello: HelloFields, o: { ca?: string } = {}): Promise<TcpTestClient> {
+    const c = await TcpTestClient.connect(port, hello, o);
     const first = await c.next(() => true);
     if (first.op !== 'welcome') throw new Error(`expected welcome, got ${JSON.stringify(first)}`);
     return c;

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestClient } from '../helpers/client.js';
 import { startServer, type TestServer, tempDir } from '../helpers/server.js';
+import { freePort, TcpTestClient } from '../helpers/tcp-client.js';
 
 const OPENSSL = ['/usr/bin/openssl', '/usr/local/bin/openssl'].find((p) => existsSync(p));
 
@@ -15,6 +16,7 @@ const OPENSSL = ['/usr/bin/openssl', '/usr/local/bin/openssl'].find((p) => exist
   const key = join(dir, 'key.pem');
   let t: TestServer;
   let ca: string;
+  let tcpPort: number;
 
   beforeAll(async () => {
     execFileSync(
@@ -41,11 +43,28 @@ const OPENSSL = ['/usr/bin/openssl', '/usr/local/bin/openssl'].find((p) => exist
       { stdio: 'ignore' },
     );
     ca = readFileSync(cert, 'utf8');
-    t = await startServer({ PUSH_TLS_CERT: cert, PUSH_TLS_KEY: key });
+    tcpPort = await freePort();
+    t = await startServer({ PUSH_TLS_CERT: cert, PUSH_TLS_KEY: key, PUSH_TCP_PORT: String(tcpPort) });
   });
   afterAll(async () => {
     await t.stop();
     rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('serves protocol v2 over TLS on PUSH_TCP_PORT with the same certificate', async () => {
+    const c = await TcpTestClient.open(tcpPort, { app: 'a', token: await t.token('tls-tcp') }, { ca });
+    try {
+      expect(c.frames[0]).toMatchObject({ op: 'welcome', user_id: 'tls-tcp', version: 2 });
+      expect(await fetchTls(t, ca, 'tls-tcp')).toBe(202);
+      const m = await c.next((f) => f.op === 'message');
+      expect(m).toMatchObject({ seq: 1, data: { over: 'tls' } });
+    } finally {
+      c.socket.destroy();
+    }
+    // A plain TCP client gets no welcome from the TLS listener.
+    const plain = await TcpTestClient.connect(tcpPort, { app: 'a', token: await t.token('tls-plain') });
+    await plain.closed();
+    expect(plain.frames.some((f) => f.op === 'welcome')).toBe(false);
   });
 
   it('answers https with the certificate, and refuses plain http on the port', async () => {
@@ -74,9 +93,9 @@ const OPENSSL = ['/usr/bin/openssl', '/usr/local/bin/openssl'].find((p) => exist
   });
 });
 
-async function fetchTls(t: TestServer, ca: string): Promise<number> {
+async function fetchTls(t: TestServer, ca: string, user = 'tls-user'): Promise<number> {
   const { request } = await import('node:https');
-  const body = JSON.stringify({ to: { users: ['tls-user'] }, data: { over: 'tls' } });
+  const body = JSON.stringify({ to: { users: [user] }, data: { over: 'tls' } });
   return new Promise((resolve, reject) => {
     const req = request(
       `https://127.0.0.1:${t.port}/v1/push`,
