@@ -82,7 +82,7 @@ describeWithBrowser('dashboard in Chromium', () => {
   });
 
   it('shows the groups of an app with their sizes and its live rooms with their windows', async () => {
-    const basic = `Basic ${Buffer.from('a:secret-a').toString('base64')}`;
+    const basic = server.auth();
     const put = (path: string, body: unknown) =>
       fetch(`${server.http}${path}`, {
         method: 'PUT',

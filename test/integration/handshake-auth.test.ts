@@ -172,10 +172,10 @@ describe('handshake: authentication and parameters', () => {
     expect(r.body.error?.code).toBe('bad_request');
   });
 
-  it('offering push.v1.json → accepted and the socket speaks push.v1.json', async () => {
-    // TestClient.connect cannot offer subprotocols, so this one uses ws directly.
+  it('offering an unknown subprotocol and push.v1.json → the server picks push.v1.json', async () => {
+    // The server takes the first offered subprotocol it speaks (push.v2.bin first would pick v2).
     const ws = new WebSocket(wsUrl(t, { app: 'a', token: await t.token('hs-proto') }), [
-      'push.v2.bin',
+      'push.v3.bin',
       'push.v1.json',
     ]);
     const welcome = await new Promise<Record<string, unknown>>((resolve, reject) => {
