@@ -10,7 +10,7 @@ import {
 } from './group-store.js';
 import type { SqlDialect } from './migrations/index.js';
 import type { Database } from './schema.js';
-import { chunks, counterKey, type PersistOps, toStoredMessage } from './sql-store.js';
+import { chunks, counterKey, MESSAGE_COLUMNS, type PersistOps, toStoredMessage } from './sql-store.js';
 import type { PersistItem } from './store.js';
 
 type Tx = Transaction<Database>;
@@ -312,16 +312,7 @@ export class SqlGroupStore implements GroupStore {
         'g.node',
         'g.after_user',
         'g.written',
-        'm.app_id',
-        'm.msg_id',
-        'm.type',
-        'm.timestamp',
-        'm.ttl',
-        'm.expires_at',
-        'm.data',
-        'm.platforms',
-        'm.topic',
-        'm.topic_offset',
+        ...MESSAGE_COLUMNS,
       ])
       .orderBy('g.message_pk')
       .execute();

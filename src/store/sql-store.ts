@@ -92,7 +92,7 @@ export type MessageRow = Pick<
 >;
 
 /** The message columns every read that builds frames needs. */
-const MESSAGE_COLUMNS = [
+export const MESSAGE_COLUMNS = [
   'm.app_id',
   'm.msg_id',
   'm.type',

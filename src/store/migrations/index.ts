@@ -20,18 +20,31 @@ export function migrationProvider(dialect: SqlDialect): MigrationProvider {
   };
 }
 
-function initial(dialect: SqlDialect): Migration {
+/**
+ * What every step writes differently per engine. MySQL: InnoDB, 4-byte UTF-8, binary
+ * collation (ids compare byte for byte, case-sensitive), bounded VARCHAR keys, BIGINT.
+ * SQLite: clustered tables are WITHOUT ROWID (InnoDB always clusters on the key).
+ */
+function columnsFor(dialect: SqlDialect) {
   const my = dialect === 'mysql';
-  const id = (n: number) => (my ? sql`varchar(${sql.raw(String(n))}) collate utf8mb4_bin` : sql`text`);
-  const big = my ? 'bigint' : 'integer';
+  return {
+    my,
+    id: (n: number) => (my ? sql`varchar(${sql.raw(String(n))}) collate utf8mb4_bin` : sql`text`),
+    big: my ? ('bigint' as const) : ('integer' as const),
+    table: (db: Kysely<unknown>, name: string) => {
+      const t = db.schema.createTable(name);
+      return my ? t.modifyEnd(sql`engine=InnoDB default charset=utf8mb4 collate=utf8mb4_bin`) : t;
+    },
+    clustered: (t: CreateTableBuilder<string>) => (my ? t : t.modifyEnd(sql`without rowid`)),
+  };
+}
+
+function initial(dialect: SqlDialect): Migration {
+  const { my, id, big, table: createTable, clustered } = columnsFor(dialect);
   const text = my ? sql`mediumtext` : sql`text`;
   return {
     async up(db: Kysely<unknown>) {
-      // MySQL: InnoDB, 4-byte UTF-8, binary collation (ids compare byte for byte, case-sensitive).
-      const table = (name: string) => {
-        const t = db.schema.createTable(name);
-        return my ? t.modifyEnd(sql`engine=InnoDB default charset=utf8mb4 collate=utf8mb4_bin`) : t;
-      };
+      const table = (name: string) => createTable(db, name);
       await table('apps')
         .addColumn('app_id', id(64), (c) => c.primaryKey())
         .addColumn('secret_hash', id(128), (c) => c.notNull())
@@ -46,7 +59,6 @@ function initial(dialect: SqlDialect): Migration {
       // dirty page is a WAL frame at commit (the dominant cost of a push). So the counters and
       // deliveries are clustered on their key (WITHOUT ROWID, as InnoDB always is), indexes only
       // cover the rows their queries look for (partial), and time-ordered keys append.
-      const clustered = (t: CreateTableBuilder<string>) => (my ? t : t.modifyEnd(sql`without rowid`));
 
       await table('messages')
         .addColumn('pk', big, (c) => (my ? c.primaryKey().autoIncrement() : c.primaryKey()))
@@ -199,16 +211,10 @@ function nodes(dialect: SqlDialect): Migration {
  * the cursor (last user written) lets another run finish it after a crash.
  */
 function groups(dialect: SqlDialect): Migration {
-  const my = dialect === 'mysql';
-  const id = (n: number) => (my ? sql`varchar(${sql.raw(String(n))}) collate utf8mb4_bin` : sql`text`);
-  const big = my ? 'bigint' : 'integer';
+  const { id, big, table: createTable, clustered } = columnsFor(dialect);
   return {
     async up(db: Kysely<unknown>) {
-      const table = (name: string) => {
-        const t = db.schema.createTable(name);
-        return my ? t.modifyEnd(sql`engine=InnoDB default charset=utf8mb4 collate=utf8mb4_bin`) : t;
-      };
-      const clustered = (t: CreateTableBuilder<string>) => (my ? t : t.modifyEnd(sql`without rowid`));
+      const table = (name: string) => createTable(db, name);
       await clustered(table('group_members'))
         .addColumn('app_id', id(64), (c) => c.notNull())
         .addColumn('group_id', id(128), (c) => c.notNull())
@@ -251,15 +257,10 @@ function groups(dialect: SqlDialect): Migration {
  * kill -9, and so exactly one node of a cluster sends it: nodes claim rows with a lease.
  */
 function lifecycle(dialect: SqlDialect): Migration {
-  const my = dialect === 'mysql';
-  const id = (n: number) => (my ? sql`varchar(${sql.raw(String(n))}) collate utf8mb4_bin` : sql`text`);
-  const big = my ? 'bigint' : 'integer';
+  const { my, id, big, table: createTable } = columnsFor(dialect);
   return {
     async up(db: Kysely<unknown>) {
-      const table = (name: string) => {
-        const t = db.schema.createTable(name);
-        return my ? t.modifyEnd(sql`engine=InnoDB default charset=utf8mb4 collate=utf8mb4_bin`) : t;
-      };
+      const table = (name: string) => createTable(db, name);
       await db.schema.alterTable('messages').addColumn('revoked_at', big).execute();
 
       await table('webhooks')
@@ -308,15 +309,10 @@ function lifecycle(dialect: SqlDialect): Migration {
  * offline rows kept for retention.
  */
 function cluster(dialect: SqlDialect): Migration {
-  const my = dialect === 'mysql';
-  const id = (n: number) => (my ? sql`varchar(${sql.raw(String(n))}) collate utf8mb4_bin` : sql`text`);
-  const big = my ? 'bigint' : 'integer';
+  const { id, big, table: createTable } = columnsFor(dialect);
   return {
     async up(db: Kysely<unknown>) {
-      const table = (name: string) => {
-        const t = db.schema.createTable(name);
-        return my ? t.modifyEnd(sql`engine=InnoDB default charset=utf8mb4 collate=utf8mb4_bin`) : t;
-      };
+      const table = (name: string) => createTable(db, name);
       await table('subscriptions')
         .addColumn('connection_id', id(64), (c) => c.notNull())
         .addColumn('topic', id(128), (c) => c.notNull())
@@ -347,17 +343,15 @@ function cluster(dialect: SqlDialect): Migration {
 
 /** Token revocation: one row per revoked user, the instant before which its tokens are refused. */
 function safety(dialect: SqlDialect): Migration {
-  const my = dialect === 'mysql';
-  const id = (n: number) => (my ? sql`varchar(${sql.raw(String(n))}) collate utf8mb4_bin` : sql`text`);
+  const { id, big, table: createTable } = columnsFor(dialect);
   return {
     async up(db: Kysely<unknown>) {
-      const t = db.schema
-        .createTable('revocations')
+      await createTable(db, 'revocations')
         .addColumn('app_id', id(64), (c) => c.notNull())
-        .addColumn('user_id', id(512), (c) => c.notNull())
-        .addColumn('before_ms', my ? 'bigint' : 'integer', (c) => c.notNull())
-        .addPrimaryKeyConstraint('revocations_pk', ['app_id', 'user_id']);
-      await (my ? t.modifyEnd(sql`engine=InnoDB default charset=utf8mb4 collate=utf8mb4_bin`) : t).execute();
+        .addColumn('user_id', id(128), (c) => c.notNull())
+        .addColumn('before_ms', big, (c) => c.notNull())
+        .addPrimaryKeyConstraint('revocations_pk', ['app_id', 'user_id'])
+        .execute();
     },
   };
 }
