@@ -3,12 +3,6 @@ import { ALL_TOPIC, isAddressed, type Recipient, type StoredMessage } from '../d
 import type { ConnectionRecord } from '../store/store.js';
 import { getOrCreate } from '../util/maps.js';
 import { CODEC_JSON, MessageFrames, type OutFrame } from './protocol/codec.js';
-import {
-  encodeCoalesced,
-  encodeMessageTail,
-  encodeTopicMessage,
-  encodeUserMessage,
-} from './protocol/json-codec.js';
 import type { RoomMerger } from './room-merger.js';
 import { CLOSED, LIVE, OFFER_GAP, OFFER_QUEUED, type Session, type TopicSub } from './session.js';
 import { textFrame, writeFrame } from './transports/ws-wire.js';
@@ -280,8 +274,9 @@ export class Hub {
   deliverWindow(appId: string, topic: string, messages: readonly StoredMessage[]): void {
     const sessions = this.byTopic.get(key(appId, topic));
     if (!sessions) return;
-    const frames = messages.map((m) => encodeTopicMessage(topic, m.offset!, encodeMessageTail(m)));
+    // Each message's frames are built once per protocol, whichever sessions need them.
     const encoded = messages.map((m) => new MessageFrames(m));
+    const frames = encoded.map((e) => e.topic(CODEC_JSON) as string);
     // Always an array, even for one message: the room's frame shape does not depend on traffic.
     const merged = `[${frames.join(',')}]`;
     const first = messages[0]!;
@@ -307,8 +302,8 @@ export class Hub {
       }
       messages.forEach((m, i) => {
         if (m.platforms !== null && !m.platforms.includes(s.platform)) return;
-        const frame = s.codec.kind === CODEC_JSON ? frames[i]! : encoded[i]!.topic(s.codec.kind);
-        if (s.offerTopicMessage(topic, m.offset!, frame, m.timestamp)) this.markDirty(s);
+        if (s.offerTopicMessage(topic, m.offset!, encoded[i]!.topic(s.codec.kind), m.timestamp))
+          this.markDirty(s);
       });
     }
   }
