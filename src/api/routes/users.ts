@@ -1,10 +1,10 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import type { AppRegistry } from '../../auth/app-registry.js';
+import type { Presence } from '../../cluster/presence.js';
 import type { StatusWriter } from '../../delivery/status-writer.js';
 import { PushError } from '../../domain/errors.js';
 import { isValidDeviceId, isValidMessageId, isValidUserId } from '../../domain/ids.js';
-import type { Presence } from '../../gateway/presence.js';
 import type { Store } from '../../store/store.js';
 import { userParam } from '../http-server.js';
 import {

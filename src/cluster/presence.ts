@@ -1,6 +1,6 @@
 import type { Bus } from '../bus/bus.js';
+import type { ConnectionInfo, Hub } from '../gateway/hub.js';
 import type { Store } from '../store/store.js';
-import type { ConnectionInfo, Hub } from './hub.js';
 
 /**
  * Presence, kicks and the per-user connection count for the whole deployment.
