@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { newMessageId } from '../src/domain/ids.js';
 import { parsePushRequest } from '../src/ingest/push-request.js';
-import { createSqliteStore, type SqliteStore } from '../src/store/sqlite-store.js';
+import { createSqliteStore, type SqliteStore } from '../src/store/sqlite/sqlite-store.js';
 import type { DeliveryUpdate, PersistItem } from '../src/store/store.js';
 
 /** One table row per transaction size (the bench's row shape). */

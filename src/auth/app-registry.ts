@@ -2,7 +2,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { AppBootstrap } from '../config.js';
 import { PushError } from '../domain/errors.js';
 import { isValidAppId } from '../domain/ids.js';
-import type { AppRecord, Store } from '../store/store.js';
+import type { AppRecord, AppStore } from '../store/store.js';
 import type { Revocations } from './revocations.js';
 import {
   createTokenVerifier,
@@ -38,7 +38,7 @@ export class AppRegistry {
   revocations: Pick<Revocations, 'check'> | null = null;
 
   constructor(
-    private readonly store: Store,
+    private readonly store: AppStore,
     private readonly checks: TokenChecks = {},
   ) {}
 

@@ -1,6 +1,6 @@
 import type { Bus } from '../bus/bus.js';
 import { PushError } from '../domain/errors.js';
-import type { Store } from '../store/store.js';
+import type { AppStore } from '../store/store.js';
 import type { TokenClaims } from './tokens.js';
 
 /**
@@ -13,7 +13,7 @@ import type { TokenClaims } from './tokens.js';
 export class Revocations {
   private readonly before = new Map<string, number>();
 
-  constructor(private readonly store: Store) {}
+  constructor(private readonly store: AppStore) {}
 
   /** Fills the cache from the store (at start, before the node accepts clients). */
   async load(): Promise<void> {

@@ -1,6 +1,6 @@
 import type { Hub } from '../gateway/hub.js';
 import type { Audience } from '../ingest/ingest.js';
-import type { Store } from '../store/store.js';
+import type { PresenceStore } from '../store/store.js';
 
 /**
  * A remote topic count is reused this long by the pushes of one topic, and concurrent pushes
@@ -12,7 +12,7 @@ const COUNT_REUSE_MS = 100;
 const CHUNK = 500;
 
 export interface ClusterView {
-  readonly store: Store;
+  readonly store: PresenceStore;
   readonly nodeId: string;
   readonly heartbeatMs: number;
 }

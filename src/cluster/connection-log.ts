@@ -1,6 +1,6 @@
 import type { Logger } from '../observability/logger.js';
 import { GroupCommit } from '../store/group-commit.js';
-import type { ConnectionChange, Store } from '../store/store.js';
+import type { ConnectionChange, PresenceStore } from '../store/store.js';
 
 /**
  * How long an open or close waits for company. During a connect storm one transaction per
@@ -18,7 +18,7 @@ export class ConnectionLog {
   private readonly commit: GroupCommit<ConnectionChange, void>;
 
   constructor(
-    private readonly store: Store,
+    private readonly store: PresenceStore,
     private readonly nodeId: string,
     private readonly log: Logger,
   ) {

@@ -1,6 +1,6 @@
 import type { Bus } from '../bus/bus.js';
 import type { ConnectionInfo, Hub } from '../gateway/hub.js';
-import type { Store } from '../store/store.js';
+import type { PresenceStore } from '../store/store.js';
 
 /**
  * Presence, kicks and the per-user connection count for the whole deployment.
@@ -17,7 +17,7 @@ export class Presence {
   constructor(
     private readonly hub: Hub,
     private readonly bus: Bus,
-    private readonly cluster: { store: Store; nodeId: string; heartbeatMs: number } | null,
+    private readonly cluster: { store: PresenceStore; nodeId: string; heartbeatMs: number } | null,
   ) {}
 
   /** Every connection of these users, this node's first. */

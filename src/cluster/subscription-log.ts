@@ -1,9 +1,9 @@
 import { ALL_TOPIC } from '../domain/message.js';
 import type { Session } from '../gateway/session.js';
 import type { Logger } from '../observability/logger.js';
-import { ALL_MUTED } from '../store/cluster-sql.js';
 import { GroupCommit } from '../store/group-commit.js';
-import type { Store, SubscriptionChange } from '../store/store.js';
+import { ALL_MUTED } from '../store/sql/cluster-sql.js';
+import type { PresenceStore, SubscriptionChange } from '../store/store.js';
 
 /** As the connection log: changes wait this long for company, so a subscribe storm is a few transactions. */
 const WINDOW_MS = 20;
@@ -20,7 +20,7 @@ export class SubscriptionLog {
   private readonly withRows = new Set<string>();
 
   constructor(
-    store: Store,
+    store: PresenceStore,
     private readonly nodeId: string,
     private readonly log: Logger,
   ) {

@@ -1,5 +1,5 @@
 import type { Logger } from '../observability/logger.js';
-import type { Store } from '../store/store.js';
+import type { MessageStore, PresenceStore } from '../store/store.js';
 
 const EXPIRE_EVERY_MS = 1_000;
 const PRUNE_EVERY_MS = 60_000;
@@ -18,7 +18,7 @@ export class Maintenance {
   private running: Promise<void> | null = null;
 
   constructor(
-    private readonly store: Store,
+    private readonly store: MessageStore & PresenceStore,
     private readonly options: {
       retentionMs: number;
       heartbeatMs: number;

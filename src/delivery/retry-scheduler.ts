@@ -3,7 +3,7 @@ import type { Hub } from '../gateway/hub.js';
 import { MessageFrames } from '../gateway/protocol/codec.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { RetryUpdate, Store } from '../store/store.js';
+import type { DeliveryStore, RetryUpdate } from '../store/store.js';
 
 export interface RetryOptions {
   /** First resend after this long; each next one waits `backoff` times longer (5 s, 15 s, 45 s, …). */
@@ -31,7 +31,7 @@ export class RetryScheduler {
   private running: Promise<void> | null = null;
 
   constructor(
-    private readonly store: Store,
+    private readonly store: DeliveryStore,
     private readonly hub: Hub,
     private readonly options: RetryOptions,
     private readonly metrics: Metrics,

@@ -1,6 +1,6 @@
 import type { Logger } from '../observability/logger.js';
 import { GroupCommit } from '../store/group-commit.js';
-import type { DeliveryUpdate, Store } from '../store/store.js';
+import type { DeliveryStore, DeliveryUpdate } from '../store/store.js';
 
 /** How long a status write may wait for others to share its transaction. */
 const STATUS_WINDOW_MS = 5;
@@ -21,7 +21,7 @@ export class StatusWriter {
   onRead: ((appId: string, userId: string, seq: number, except?: string) => void) | null = null;
 
   constructor(
-    store: Store,
+    store: DeliveryStore,
     /** Delay before the first resend of a message written but not acked. */
     private readonly resendMs: number,
     private readonly log: Logger,

@@ -10,7 +10,7 @@ import {
 } from '../domain/message.js';
 import type { Metrics } from '../observability/metrics.js';
 import { GroupCommit } from '../store/group-commit.js';
-import type { PersistItem, PersistOutcome, Store } from '../store/store.js';
+import type { MessageStore, PersistItem, PersistOutcome } from '../store/store.js';
 import type { GroupPusher } from './group-push.js';
 
 /** Who is connected right now (on any node), as far as ttl-0 pushes and topic recipient counts need to know. */
@@ -29,7 +29,7 @@ export class Ingest {
   groups: GroupPusher | null = null;
 
   constructor(
-    store: Store,
+    store: MessageStore,
     private readonly router: Router,
     private readonly audience: Audience,
     private readonly metrics: Metrics,

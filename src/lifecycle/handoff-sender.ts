@@ -4,7 +4,7 @@ import { Counter, Histogram, type Registry } from 'prom-client';
 import { Agent, request } from 'undici';
 import { STATUS_CODE } from '../domain/message.js';
 import type { Logger } from '../observability/logger.js';
-import type { ClaimedHandoffs, HandoffUpdate, Store, WebhookRecord } from '../store/store.js';
+import type { ClaimedHandoffs, HandoffUpdate, LifecycleStore, WebhookRecord } from '../store/store.js';
 import { guardedLookup, isPublicAddress } from './webhook-url.js';
 
 export interface HandoffSenderOptions {
@@ -69,7 +69,7 @@ export class HandoffSender {
   private readonly metrics: ReturnType<typeof webhookMetrics>;
 
   constructor(
-    private readonly store: Store,
+    private readonly store: LifecycleStore,
     private readonly online: OnlineCheck,
     private readonly options: HandoffSenderOptions,
     registry: Registry,

@@ -1,6 +1,6 @@
 import type { Bus } from '../bus/bus.js';
 import type { StatusWriter } from '../delivery/status-writer.js';
-import type { Store } from '../store/store.js';
+import type { MessageStore } from '../store/store.js';
 
 /**
  * Recalling a message (DELETE /v1/messages/{id}): the store makes `revoked` final for every
@@ -10,7 +10,7 @@ import type { Store } from '../store/store.js';
  */
 export class Recall {
   constructor(
-    private readonly store: Store,
+    private readonly store: MessageStore,
     private readonly bus: Bus,
     private readonly status: StatusWriter,
   ) {}

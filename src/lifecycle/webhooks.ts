@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { PushError } from '../domain/errors.js';
-import type { Store, WebhookRecord } from '../store/store.js';
+import type { LifecycleStore, WebhookRecord } from '../store/store.js';
 import { checkWebhookTarget, parseWebhookUrl } from './webhook-url.js';
 
 /** Hand-off delay when none is given. */
@@ -21,7 +21,7 @@ export interface WebhookView {
  */
 export class Webhooks {
   constructor(
-    private readonly store: Store,
+    private readonly store: LifecycleStore,
     private readonly allowPrivate: boolean,
   ) {}
 

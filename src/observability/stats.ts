@@ -1,4 +1,4 @@
-import type { Store } from '../store/store.js';
+import type { PresenceStore } from '../store/store.js';
 import type { Metrics } from './metrics.js';
 
 /** One sample per second, five minutes kept: what the dashboard charts. */
@@ -52,7 +52,7 @@ export class StatsSampler {
 
   constructor(
     private readonly metrics: Metrics,
-    private readonly cluster: { store: Store; nodeId: string } | null = null,
+    private readonly cluster: { store: PresenceStore; nodeId: string } | null = null,
   ) {}
 
   start(): void {

@@ -1,7 +1,7 @@
 import type { StoreConfig } from '../config.js';
 import { PushError } from '../domain/errors.js';
-import { createMysqlStore } from './mysql-store.js';
-import { createSqliteStore } from './sqlite-store.js';
+import { createMysqlStore } from './mysql/mysql-store.js';
+import { createSqliteStore } from './sqlite/sqlite-store.js';
 import type { Store } from './store.js';
 
 /** Chooses the store driver by the scheme of PUSH_DB_URL. */

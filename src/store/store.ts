@@ -5,6 +5,9 @@ import type { GroupStore } from './group-store.js';
  * The store seam: everything message-push keeps. Drivers: `SqliteStore` (embedded default,
  * one process) and the MySQL/MariaDB driver (several processes or nodes).
  *
+ * Consumers depend on the role they use (`MessageStore`, `DeliveryStore`, `PresenceStore`,
+ * `AppStore`, `LifecycleStore`, `GroupStore`); the composition root hands each the one `Store`.
+ *
  * Guarantees every driver keeps (checked by test/contract/store.test.ts):
  * - `persistPushes` is atomic per call: all its messages and deliveries are durable when it
  *   resolves, or none are. Per-user seqs are strictly increasing with no gaps or duplicates,
@@ -12,15 +15,32 @@ import type { GroupStore } from './group-store.js';
  * - Idempotency: one stored message per (app, id); a repeated id returns the first result.
  * - Statuses only move forward (pending → sent → acked; → failed; → expired).
  */
-export interface Store {
+export interface Store extends AppStore, MessageStore, DeliveryStore, PresenceStore, LifecycleStore {
   readonly dialect: 'sqlite' | 'mysql';
   /** Server-managed groups, group pushes in batches, live-room settings. */
   readonly groups: GroupStore;
 
+  /** Throws when the backend is unreachable; used by /readyz. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Registered apps and the token revocations of their users. */
+export interface AppStore {
   getApp(appId: string): Promise<AppRecord | undefined>;
   listApps(): Promise<AppRecord[]>;
   saveApp(app: AppRecord): Promise<void>;
+  /**
+   * Records that tokens of a user issued before `beforeMs` are refused. Never moves an
+   * instant backwards: a later revocation with an earlier `before` keeps the later one.
+   */
+  revokeTokens(appId: string, userId: string, beforeMs: number): Promise<void>;
+  /** Every revocation, for a node's cache at start: (app, user) → before (ms). */
+  listRevocations(): Promise<{ appId: string; userId: string; beforeMs: number }[]>;
+}
 
+/** Messages: writing pushes, reading backlogs and histories, retention and recall. */
+export interface MessageStore {
   /** Writes many pushes in one transaction (group commit). Results are in item order. */
   persistPushes(items: readonly PersistItem[]): Promise<PersistOutcome[]>;
 
@@ -50,15 +70,6 @@ export interface Store {
   /** Newest seq the user has, 0 if none. */
   lastSeq(appId: string, userId: string): Promise<number>;
 
-  /**
-   * Status updates from delivery, acks and reads, applied in one transaction. Resolves with,
-   * per update, how many deliveries it moved (acks) or the new read cursor (reads).
-   */
-  applyDeliveryUpdates(updates: readonly DeliveryUpdate[]): Promise<number[]>;
-
-  /** Unread counter: messages after the read cursor that are not expired. */
-  readUnread(appId: string, userId: string, now: number): Promise<{ count: number; last_read_seq: number }>;
-
   getMessageStatus(appId: string, messageId: string, now: number): Promise<MessageStatus | undefined>;
 
   /**
@@ -69,6 +80,31 @@ export interface Store {
    */
   listRecentMessages(query: RecentMessagesQuery): Promise<RecentMessage[]>;
 
+  /** Marks deliveries whose ttl passed as expired, at most `limit` rows. Returns how many. */
+  expireDue(now: number, limit: number): Promise<number>;
+  /** Deletes messages older than `cutoff` (and their deliveries), at most `limit`. */
+  pruneBefore(cutoff: number, limit: number): Promise<number>;
+
+  /**
+   * Recalls a message: recipients that have not acked become `revoked` (final), which takes it
+   * out of their backlog, resends, history and unread counts; a topic message leaves the topic
+   * history. Idempotent: only the first call reports `first` and a non-zero `revoked`.
+   * Undefined for an unknown id.
+   */
+  revokeMessage(appId: string, messageId: string, now: number): Promise<RevokeResult | undefined>;
+}
+
+/** Deliveries: status moves (sent, acks, reads), unread counts, and the resends' state. */
+export interface DeliveryStore {
+  /**
+   * Status updates from delivery, acks and reads, applied in one transaction. Resolves with,
+   * per update, how many deliveries it moved (acks) or the new read cursor (reads).
+   */
+  applyDeliveryUpdates(updates: readonly DeliveryUpdate[]): Promise<number[]>;
+
+  /** Unread counter: messages after the read cursor that are not expired. */
+  readUnread(appId: string, userId: string, now: number): Promise<{ count: number; last_read_seq: number }>;
+
   /**
    * Deliveries written to a socket, not acked, whose resend time has come (not expired,
    * not live-only), oldest due first. The retry scheduler's whole state lives here.
@@ -76,18 +112,14 @@ export interface Store {
   dueRetries(now: number, limit: number, scope?: RetryScope): Promise<DueRetry[]>;
   /** Applies the scheduler's decisions; each only moves a delivery that is still `sent`. */
   updateRetries(updates: readonly RetryUpdate[]): Promise<void>;
+}
 
+/** Presence and nodes: the connections table, node liveness, and what nodes share in cluster mode. */
+export interface PresenceStore {
   /** Connection bookkeeping (the seed's connections table). */
   recordConnections(changes: readonly ConnectionChange[]): Promise<void>;
   /** Records that a node is alive now (its row in the nodes table): one statement per interval. */
   touchNode(node: string, now: number): Promise<void>;
-  /**
-   * Records that tokens of a user issued before `beforeMs` are refused. Never moves an
-   * instant backwards: a later revocation with an earlier `before` keeps the later one.
-   */
-  revokeTokens(appId: string, userId: string, beforeMs: number): Promise<void>;
-  /** Every revocation, for a node's cache at start: (app, user) → before (ms). */
-  listRevocations(): Promise<{ appId: string; userId: string; beforeMs: number }[]>;
   /** Marks a node's connections offline and forgets the node (startup after a crash, shutdown). */
   markNodeOffline(node: string, now: number): Promise<number>;
   /**
@@ -115,36 +147,22 @@ export interface Store {
   recordNodeStats(node: string, at: number, stats: string): Promise<void>;
   /** Cluster mode: the other nodes' figures written since `freshSince`. */
   readNodeStats(exceptNode: string, freshSince: number): Promise<NodeStatsRow[]>;
+}
 
-  /** Marks deliveries whose ttl passed as expired, at most `limit` rows. Returns how many. */
-  expireDue(now: number, limit: number): Promise<number>;
-  /** Deletes messages older than `cutoff` (and their deliveries), at most `limit`. */
-  pruneBefore(cutoff: number, limit: number): Promise<number>;
-
-  /**
-   * Recalls a message: recipients that have not acked become `revoked` (final), which takes it
-   * out of their backlog, resends, history and unread counts; a topic message leaves the topic
-   * history. Idempotent: only the first call reports `first` and a non-zero `revoked`.
-   * Undefined for an unknown id.
-   */
-  revokeMessage(appId: string, messageId: string, now: number): Promise<RevokeResult | undefined>;
-
+/** The offline hand-off webhook and its hand-off rows (see sql/lifecycle-sql.ts). */
+export interface LifecycleStore {
   /** The app's offline hand-off webhook. Pushes stored while one is set get a hand-off row per recipient. */
   getWebhook(appId: string): Promise<WebhookRecord | undefined>;
   listWebhooks(): Promise<WebhookRecord[]>;
   saveWebhook(webhook: WebhookRecord): Promise<void>;
   /** Removes it and the hand-offs not yet made; false when there was none. */
   deleteWebhook(appId: string): Promise<boolean>;
-  /** Claims due hand-offs for one sender (see lifecycle-sql.ts): one entry per user, at most `limit` users. */
+  /** Claims due hand-offs for one sender (see sql/lifecycle-sql.ts): one entry per user, at most `limit` users. */
   claimHandoffs(query: HandoffQuery): Promise<ClaimedHandoffs[]>;
   /** Records what happened to claimed rows; rows whose claim `token` no longer holds are left alone. */
   finishHandoffs(token: string, updates: readonly HandoffUpdate[]): Promise<void>;
   /** Hand-off rows by state, of one app or all. */
   handoffCounts(appId: string | null): Promise<HandoffCounts>;
-
-  /** Throws when the backend is unreachable; used by /readyz. */
-  ping(): Promise<void>;
-  close(): Promise<void>;
 }
 
 export interface AppRecord {

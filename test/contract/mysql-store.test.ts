@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll } from 'vitest';
-import { createMysqlStore } from '../../src/store/mysql-store.js';
+import { createMysqlStore } from '../../src/store/mysql/mysql-store.js';
 import { dropDatabase, withDatabase } from '../helpers/mysql.js';
 import { describeWithService } from '../helpers/services.js';
 import { storeContract } from './store-contract.js';

@@ -2,7 +2,7 @@ import { rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Checkpointer } from '../../src/store/sqlite-checkpointer.js';
+import { Checkpointer } from '../../src/store/sqlite/sqlite-checkpointer.js';
 import { tempDir } from '../helpers/server.js';
 
 const dir = tempDir('mp-ckpt-');

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parsePushRequest } from '../../src/ingest/push-request.js';
-import { createSqliteStore, PLANNED_SQL } from '../../src/store/sqlite-store.js';
+import { createSqliteStore, PLANNED_SQL } from '../../src/store/sqlite/sqlite-store.js';
 import { tempDir } from '../helpers/server.js';
 
 const dir = tempDir('mp-plans-');

@@ -1,7 +1,7 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll } from 'vitest';
-import { createSqliteStore } from '../../src/store/sqlite-store.js';
+import { createSqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { tempDir } from '../helpers/server.js';
 import { storeContract } from './store-contract.js';
 

@@ -1,5 +1,5 @@
 import { createConnection } from 'mysql2/promise';
-import { serverOptions } from '../../src/store/mysql-store.js';
+import { serverOptions } from '../../src/store/mysql/mysql-store.js';
 
 /** The same server URL with another database name (each suite gets its own database). */
 export function withDatabase(url: string, database: string): string {

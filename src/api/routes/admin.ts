@@ -11,7 +11,7 @@ import { parsePushRequest } from '../../ingest/push-request.js';
 import { FailureThrottle } from '../../limits/failure-throttle.js';
 import type { Metrics } from '../../observability/metrics.js';
 import { StatsSampler } from '../../observability/stats.js';
-import type { Store } from '../../store/store.js';
+import type { AppStore, MessageStore, PresenceStore } from '../../store/store.js';
 import { beforeBody } from '../http-edges.js';
 import {
   AnyObject,
@@ -29,14 +29,14 @@ export interface AdminRouteDeps {
   /** PUSH_ADMIN_TOKEN; null disables every admin route (403 saying how to enable it). */
   readonly adminToken: string | null;
   readonly apps: AppRegistry;
-  readonly store: Store;
+  readonly store: AppStore & MessageStore;
   readonly presence: Presence;
   readonly status: StatusWriter;
   readonly ingest: Ingest;
   readonly metrics: Metrics;
   readonly maxDataBytes: number;
   /** Cluster mode: the dashboard's figures are shared through the store and summed over nodes. */
-  readonly statsCluster?: { store: Store; nodeId: string } | null;
+  readonly statsCluster?: { store: PresenceStore; nodeId: string } | null;
 }
 
 const MAX_RECENT = 200;

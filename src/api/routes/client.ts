@@ -11,7 +11,7 @@ import { LongPollTransport } from '../../gateway/transports/long-poll.js';
 import { SseTransport } from '../../gateway/transports/sse.js';
 import type { TrustedProxies } from '../../limits/client-ip.js';
 import type { Metrics } from '../../observability/metrics.js';
-import type { Store } from '../../store/store.js';
+import type { DeliveryStore, MessageStore } from '../../store/store.js';
 import {
   AckBody,
   Acked,
@@ -29,7 +29,7 @@ import { historyPage, parseHistoryQuery } from './history.js';
 
 export interface ClientRouteDeps {
   readonly apps: AppRegistry;
-  readonly store: Store;
+  readonly store: MessageStore & DeliveryStore;
   readonly status: StatusWriter;
   readonly gateway: Gateway;
   readonly metrics: Metrics;

@@ -6,7 +6,7 @@ import { PushError } from '../../domain/errors.js';
 import { isValidTopic } from '../../domain/ids.js';
 import { ALL_TOPIC, type StoredMessage } from '../../domain/message.js';
 import type { TopicRetention } from '../../gateway/gateway.js';
-import type { HistoryRow, Store } from '../../store/store.js';
+import type { HistoryRow, MessageStore } from '../../store/store.js';
 import { userParam } from '../http-server.js';
 import {
   describedOnly,
@@ -77,7 +77,7 @@ export function registerHistoryRoutes(
   app: FastifyInstance,
   deps: {
     apps: AppRegistry;
-    store: Store;
+    store: MessageStore;
     /** Topic presence for the whole cluster. */
     audience: Pick<ClusterAudience, 'topicPresence'>;
     status: StatusWriter;

@@ -6,7 +6,7 @@ import { isValidAppId, isValidMessageId } from '../../domain/ids.js';
 import type { Recall } from '../../lifecycle/recall.js';
 import { MAX_WEBHOOK_URL } from '../../lifecycle/webhook-url.js';
 import { MAX_AFTER_MS, type Webhooks } from '../../lifecycle/webhooks.js';
-import type { Store } from '../../store/store.js';
+import type { LifecycleStore } from '../../store/store.js';
 import { errorReplies, tagged } from '../schemas.js';
 import { adminAuth } from './admin.js';
 import { basicAuth } from './push.js';
@@ -15,7 +15,7 @@ export interface LifecycleRouteDeps {
   readonly apps: AppRegistry;
   readonly recall: Recall;
   readonly webhooks: Webhooks;
-  readonly store: Store;
+  readonly store: LifecycleStore;
   /** PUSH_ADMIN_TOKEN, for the dashboard's webhook panel (null: admin API off). */
   readonly adminToken: string | null;
 }

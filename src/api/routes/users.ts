@@ -5,7 +5,7 @@ import type { Presence } from '../../cluster/presence.js';
 import type { StatusWriter } from '../../delivery/status-writer.js';
 import { PushError } from '../../domain/errors.js';
 import { isValidDeviceId, isValidMessageId, isValidUserId } from '../../domain/ids.js';
-import type { Store } from '../../store/store.js';
+import type { DeliveryStore, MessageStore } from '../../store/store.js';
 import { userParam } from '../http-server.js';
 import {
   BulkPresence,
@@ -23,7 +23,7 @@ import { basicAuth } from './push.js';
 
 export interface UserRouteDeps {
   readonly apps: AppRegistry;
-  readonly store: Store;
+  readonly store: MessageStore & DeliveryStore;
   readonly presence: Presence;
   readonly status: StatusWriter;
 }

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { AppRegistry } from '../../../src/auth/app-registry.js';
 import { signClientToken } from '../../../src/auth/tokens.js';
 import { isPushError } from '../../../src/domain/errors.js';
-import { createSqliteStore, type SqliteStore } from '../../../src/store/sqlite-store.js';
+import { createSqliteStore, type SqliteStore } from '../../../src/store/sqlite/sqlite-store.js';
 
 const stores: SqliteStore[] = [];
 afterEach(async () => {

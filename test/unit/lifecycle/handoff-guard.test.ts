@@ -4,7 +4,7 @@ import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HandoffSender } from '../../../src/lifecycle/handoff-sender.js';
 import { createLogger } from '../../../src/observability/logger.js';
-import { createSqliteStore, type SqliteStore } from '../../../src/store/sqlite-store.js';
+import { createSqliteStore, type SqliteStore } from '../../../src/store/sqlite/sqlite-store.js';
 import { tempDir } from '../../helpers/server.js';
 import { WebhookReceiver } from '../../helpers/webhook-receiver.js';
 

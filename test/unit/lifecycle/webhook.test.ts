@@ -6,7 +6,7 @@ import { decodeClientFrame } from '../../../src/gateway/protocol/json-codec.js';
 import { backoffMs } from '../../../src/lifecycle/handoff-sender.js';
 import { webhookCommand } from '../../../src/lifecycle/webhook-command.js';
 import { checkWebhookTarget, isPublicAddress, parseWebhookUrl } from '../../../src/lifecycle/webhook-url.js';
-import { createSqliteStore } from '../../../src/store/sqlite-store.js';
+import { createSqliteStore } from '../../../src/store/sqlite/sqlite-store.js';
 import { tempDir } from '../../helpers/server.js';
 
 describe('webhook URL checks', () => {

@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import { Kysely, Migrator, SqliteDialect } from 'kysely';
 import { describe, expect, it } from 'vitest';
-import { migrationProvider } from '../../../src/store/migrations/index.js';
+import { migrationProvider } from '../../../src/store/sql/migrations/index.js';
 
 describe('migration 002_nodes', () => {
   it('gives every node with online connections a row with its newest heartbeat, and drops the sweep index', async () => {

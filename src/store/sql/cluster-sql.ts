@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
-import { ALL_TOPIC } from '../domain/message.js';
+import { ALL_TOPIC } from '../../domain/message.js';
+import type { NodeStatsRow, SubscriptionChange, TopicAudienceQuery } from '../store.js';
 import type { Database } from './schema.js';
-import type { NodeStatsRow, SubscriptionChange, TopicAudienceQuery } from './store.js';
 
 /** The row that marks a connection as unsubscribed from `$all` (no topic can contain `$`). */
 export const ALL_MUTED = '$all-muted';

@@ -1,9 +1,10 @@
 import { type Insertable, Kysely, MysqlDialect, sql, type Transaction } from 'kysely';
 import { createConnection, createPool } from 'mysql2';
-import type { StoreConfig } from '../config.js';
-import { PushError } from '../domain/errors.js';
-import type { Database, MessagesTable } from './schema.js';
-import { chunks, counterKey, SqlStore } from './sql-store.js';
+import type { StoreConfig } from '../../config.js';
+import { PushError } from '../../domain/errors.js';
+import { counterKey, type ExistingMessage, type PersistOps } from '../sql/persist-plan.js';
+import type { Database, MessagesTable } from '../sql/schema.js';
+import { chunks, SqlStore } from '../sql/sql-store.js';
 
 /** Pooled connections per process: group commit keeps writes few and large, so a small pool suffices. */
 const POOL_SIZE = 10;
@@ -35,7 +36,42 @@ export class MysqlStore extends SqlStore {
     }
   }
 
-  protected async incrementCounters(
+  protected persistOps(trx: Transaction<Database>): PersistOps {
+    return {
+      findExisting: async (appId, ids) => {
+        const found: ExistingMessage[] = [];
+        for (const chunk of chunks(ids, 500)) {
+          const rows = await trx
+            .selectFrom('messages')
+            .select(['msg_id', 'fingerprint', 'recipients'])
+            .where('app_id', '=', appId)
+            .where('msg_id', 'in', chunk)
+            .execute();
+          for (const r of rows) found.push(r);
+        }
+        return found;
+      },
+      incrementCounters: (table, rows) => this.incrementCounters(trx, table, rows),
+      insertMessages: (rows) => this.insertMessages(trx, rows),
+      insertDeliveries: async (rows) => {
+        for (const chunk of chunks(rows, 400)) await trx.insertInto('deliveries').values(chunk).execute();
+      },
+      webhookDelays: async (appIds) => {
+        const rows = await trx
+          .selectFrom('webhooks')
+          .select(['app_id', 'after_ms'])
+          .where('app_id', 'in', [...appIds])
+          .execute();
+        return new Map(rows.map((r) => [r.app_id, Number(r.after_ms)]));
+      },
+      insertHandoffs: async (rows) => {
+        for (const chunk of chunks(rows, 400))
+          await trx.insertInto('webhook_handoffs').values(chunk).execute();
+      },
+    };
+  }
+
+  private async incrementCounters(
     trx: Transaction<Database>,
     table: 'user_state' | 'topic_state',
     rows: { appId: string; name: string; n: number }[],
@@ -63,7 +99,7 @@ export class MysqlStore extends SqlStore {
     return ends;
   }
 
-  protected async insertMessages(
+  private async insertMessages(
     trx: Transaction<Database>,
     rows: Insertable<MessagesTable>[],
   ): Promise<Map<string, number>> {

@@ -1,5 +1,5 @@
 import { type Kysely, sql, type Transaction } from 'kysely';
-import { expiresAtOf, type Recipient, STATUS_CODE, type StoredMessage } from '../domain/message.js';
+import { expiresAtOf, type Recipient, STATUS_CODE, type StoredMessage } from '../../domain/message.js';
 import {
   type GroupPushJob,
   type GroupPushStart,
@@ -7,11 +7,12 @@ import {
   type GroupStore,
   LostGroupPush,
   type TopicSettings,
-} from './group-store.js';
+} from '../group-store.js';
+import type { PersistItem } from '../store.js';
 import type { SqlDialect } from './migrations/index.js';
+import { counterKey, type PersistOps } from './persist-plan.js';
 import type { Database } from './schema.js';
-import { chunks, counterKey, MESSAGE_COLUMNS, type PersistOps, toStoredMessage } from './sql-store.js';
-import type { PersistItem } from './store.js';
+import { chunks, MESSAGE_COLUMNS, toStoredMessage } from './sql-store.js';
 
 type Tx = Transaction<Database>;
 

@@ -1,20 +1,13 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
-import { type Insertable, Kysely, SqliteDialect, sql, type Transaction } from 'kysely';
-import type { StoreConfig } from '../config.js';
-import { PushError } from '../domain/errors.js';
-import { STATUS_CODE } from '../domain/message.js';
-import type { Database, MessagesTable } from './schema.js';
-import {
-  chunks,
-  counterKey,
-  type MessageRow,
-  type PersistOps,
-  SqlStore,
-  toStoredMessage,
-} from './sql-store.js';
-import { Checkpointer } from './sqlite-checkpointer.js';
+import { Kysely, SqliteDialect } from 'kysely';
+import type { StoreConfig } from '../../config.js';
+import { PushError } from '../../domain/errors.js';
+import { STATUS_CODE } from '../../domain/message.js';
+import { counterKey, type PersistOps, persistBatch } from '../sql/persist-plan.js';
+import type { Database } from '../sql/schema.js';
+import { type MessageRow, SqlStore, toStoredMessage } from '../sql/sql-store.js';
 import type {
   BacklogQuery,
   ConnectionChange,
@@ -22,7 +15,8 @@ import type {
   PersistItem,
   PersistOutcome,
   UserMessage,
-} from './store.js';
+} from '../store.js';
+import { Checkpointer } from './sqlite-checkpointer.js';
 
 const { pending: PENDING, sent: SENT, acked: ACKED } = STATUS_CODE;
 
@@ -38,7 +32,7 @@ export class SqliteStore extends SqlStore {
   readonly dialect = 'sqlite' as const;
   /** Prepared on first use: the tables exist only once `migrate()` ran. */
   private prepared: Statements | null = null;
-  private readonly persistOps: PersistOps;
+  private readonly preparedOps: PersistOps;
   private checkpointer: Checkpointer | null = null;
   /** A checkpoint asked for by the checkpoint thread is queued behind the connection lock. */
   private restartPending = false;
@@ -49,7 +43,7 @@ export class SqliteStore extends SqlStore {
     private readonly raw: SqliteDatabase.Database,
   ) {
     super(db);
-    this.persistOps = {
+    this.preparedOps = {
       findExisting: (appId, ids) => {
         const st = this.stmts;
         const found = [];
@@ -122,6 +116,14 @@ export class SqliteStore extends SqlStore {
     };
   }
 
+  /**
+   * Every persist, group batches included, runs on the prepared statements: better-sqlite3
+   * has one connection, so inside a Kysely transaction they write in that same transaction.
+   */
+  protected persistOps(): PersistOps {
+    return this.preparedOps;
+  }
+
   /** Moves WAL checkpoints off the event loop (file databases only). */
   startCheckpointer(path: string): void {
     this.raw.pragma(`wal_autocheckpoint = ${FALLBACK_CHECKPOINT_PAGES}`);
@@ -155,7 +157,7 @@ export class SqliteStore extends SqlStore {
    * every query anew and awaits between statements, which made these batches CPU-bound.
    */
   override persistPushes(items: readonly PersistItem[]): Promise<PersistOutcome[]> {
-    return this.exclusiveTransaction(() => this.persistWith(this.persistOps, items));
+    return this.exclusiveTransaction(() => persistBatch(this.preparedOps, items));
   }
 
   override applyDeliveryUpdates(updates: readonly DeliveryUpdate[]): Promise<number[]> {
@@ -268,43 +270,6 @@ export class SqliteStore extends SqlStore {
       n += this.stmts.ack.run(u.at, u.appId, u.userId, c.seq).changes;
     }
     return n;
-  }
-
-  protected async incrementCounters(
-    trx: Transaction<Database>,
-    table: 'user_state' | 'topic_state',
-    rows: { appId: string; name: string; n: number }[],
-  ): Promise<Map<string, number>> {
-    const ends = new Map<string, number>();
-    const nameCol = table === 'user_state' ? 'user_id' : 'topic';
-    const counterCol = table === 'user_state' ? 'last_seq' : 'last_offset';
-    for (const chunk of chunks(rows, 300)) {
-      const values = sql.join(chunk.map((r) => sql`(${r.appId}, ${r.name}, ${r.n})`));
-      const result = await sql<{ app_id: string; name: string; end: number }>`
-        insert into ${sql.table(table)} (app_id, ${sql.ref(nameCol)}, ${sql.ref(counterCol)})
-        values ${values}
-        on conflict (app_id, ${sql.ref(nameCol)})
-        do update set ${sql.ref(counterCol)} = ${sql.ref(`${table}.${counterCol}`)} + excluded.${sql.ref(counterCol)}
-        returning app_id, ${sql.ref(nameCol)} as name, ${sql.ref(counterCol)} as "end"`.execute(trx);
-      for (const r of result.rows) ends.set(counterKey(r.app_id, r.name), Number(r.end));
-    }
-    return ends;
-  }
-
-  protected async insertMessages(
-    trx: Transaction<Database>,
-    rows: Insertable<MessagesTable>[],
-  ): Promise<Map<string, number>> {
-    const pks = new Map<string, number>();
-    for (const chunk of chunks(rows, 200)) {
-      const inserted = await trx
-        .insertInto('messages')
-        .values(chunk)
-        .returning(['pk', 'app_id', 'msg_id'])
-        .execute();
-      for (const r of inserted) pks.set(counterKey(r.app_id, r.msg_id), Number(r.pk));
-    }
-    return pks;
   }
 
   async expireDue(now: number, limit: number): Promise<number> {

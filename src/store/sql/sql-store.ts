@@ -1,6 +1,5 @@
 import {
   type ExpressionBuilder,
-  type Insertable,
   type Kysely,
   Migrator,
   type Selectable,
@@ -9,29 +8,13 @@ import {
 } from 'kysely';
 import {
   type DeliveryStatus,
-  expiresAtOf,
-  type Recipient,
-  recipientsOf,
   STATUS_CODE,
   STATUS_NAME,
   type StoredMessage,
-  topicOf,
   visibleStatus,
-} from '../domain/message.js';
-import { getOrCreate } from '../util/maps.js';
-import {
-  forgetNodeSubscriptions,
-  readNodeStats,
-  recordNodeStats,
-  recordSubscriptions,
-  remoteTopicAudience,
-} from './cluster-sql.js';
-import type { GroupStore } from './group-store.js';
-import * as lifecycle from './lifecycle-sql.js';
-import { HANDOFF_NAME, type HandoffRow } from './lifecycle-sql.js';
-import { migrationProvider, type SqlDialect } from './migrations/index.js';
-import type { Database, DeliveriesTable, MessagesTable } from './schema.js';
-import { SqlGroupStore } from './sql-group-store.js';
+} from '../../domain/message.js';
+import { getOrCreate } from '../../util/maps.js';
+import type { GroupStore } from '../group-store.js';
 import type {
   AppRecord,
   BacklogQuery,
@@ -60,7 +43,20 @@ import type {
   TopicHistoryQuery,
   UserMessage,
   WebhookRecord,
-} from './store.js';
+} from '../store.js';
+import {
+  forgetNodeSubscriptions,
+  readNodeStats,
+  recordNodeStats,
+  recordSubscriptions,
+  remoteTopicAudience,
+} from './cluster-sql.js';
+import * as lifecycle from './lifecycle-sql.js';
+import { HANDOFF_NAME } from './lifecycle-sql.js';
+import { migrationProvider, type SqlDialect } from './migrations/index.js';
+import { type PersistOps, persistBatch } from './persist-plan.js';
+import type { Database, DeliveriesTable, MessagesTable } from './schema.js';
+import { SqlGroupStore } from './sql-group-store.js';
 
 const {
   pending: PENDING,
@@ -73,8 +69,6 @@ const {
 const UNACKED = [PENDING, SENT, FAILED];
 /** Statuses whose messages clients never see again (history, `since` replays, unread counts). */
 const GONE = [EXPIRED, REVOKED];
-/** Hand-offs of messages without a ttl are retried at most this long (the longest ttl a push may have). */
-const HANDOFF_MAX_MS = 2_419_200_000;
 
 type Tx = Transaction<Database>;
 export type MessageRow = Pick<
@@ -105,36 +99,6 @@ export const MESSAGE_COLUMNS = [
   'm.topic_offset',
 ] as const;
 
-/** What a stored message id already maps to: its body fingerprint and reply's recipient count. */
-export interface ExistingMessage {
-  readonly msg_id: string;
-  readonly fingerprint: string;
-  readonly recipients: number;
-}
-
-type MaybePromise<T> = T | Promise<T>;
-
-/**
- * The writes of one persist batch, all inside one transaction. The shared planning logic
- * (idempotency, seq allocation, row building) runs over these, so a driver can swap in
- * faster primitives (prepared statements on SQLite) without a second copy of the rules.
- */
-export interface PersistOps {
-  findExisting(appId: string, ids: readonly string[]): MaybePromise<readonly ExistingMessage[]>;
-  incrementCounters(
-    table: 'user_state' | 'topic_state',
-    rows: { appId: string; name: string; n: number }[],
-  ): MaybePromise<Map<string, number>>;
-  insertMessages(rows: Insertable<MessagesTable>[]): MaybePromise<Map<string, number>>;
-  insertDeliveries(rows: Insertable<DeliveriesTable>[]): MaybePromise<void>;
-  /** The hand-off delay of each of these apps that has a webhook. */
-  webhookDelays(appIds: readonly string[]): MaybePromise<Map<string, number>>;
-  insertHandoffs(rows: HandoffRow[]): MaybePromise<void>;
-}
-
-/** Keys (app, user) as one string; \0 cannot occur in ids. */
-const userKey = (appId: string, userId: string) => `${appId}\0${userId}`;
-
 /**
  * Everything both SQL drivers share, written once over Kysely. A driver supplies only what
  * its engine does differently: allocating seqs/offsets atomically and bounded updates.
@@ -149,20 +113,13 @@ export abstract class SqlStore implements Store {
   /** Groups and room settings (src/store/sql-group-store.ts), in this driver's transactions. */
   get groups(): GroupStore {
     this.groupStore ??= new SqlGroupStore(this.db, this.dialect, (fn) =>
-      this.inTransaction((trx) => fn(trx, this.kyselyPersistOps(trx))),
+      this.inTransaction((trx) => fn(trx, this.persistOps(trx))),
     );
     return this.groupStore;
   }
 
-  /** Adds `counts[key].n` to each counter row and returns the new value, inside `trx`. */
-  protected abstract incrementCounters(
-    trx: Tx,
-    table: 'user_state' | 'topic_state',
-    rows: { appId: string; name: string; n: number }[],
-  ): Promise<Map<string, number>>;
-
-  /** Inserts message rows and returns their primary keys by (app, msg_id). */
-  protected abstract insertMessages(trx: Tx, rows: Insertable<MessagesTable>[]): Promise<Map<string, number>>;
+  /** The persist primitives (persist-plan.ts) of this driver, inside `trx`. */
+  protected abstract persistOps(trx: Tx): PersistOps;
 
   abstract expireDue(now: number, limit: number): Promise<number>;
 
@@ -214,163 +171,7 @@ export abstract class SqlStore implements Store {
   }
 
   persistPushes(items: readonly PersistItem[]): Promise<PersistOutcome[]> {
-    return this.inTransaction((trx) => this.persistWith(this.kyselyPersistOps(trx), items));
-  }
-
-  private kyselyPersistOps(trx: Tx): PersistOps {
-    return {
-      findExisting: async (appId, ids) => {
-        const found: ExistingMessage[] = [];
-        for (const chunk of chunks(ids, 500)) {
-          const rows = await trx
-            .selectFrom('messages')
-            .select(['msg_id', 'fingerprint', 'recipients'])
-            .where('app_id', '=', appId)
-            .where('msg_id', 'in', chunk)
-            .execute();
-          for (const r of rows) found.push(r);
-        }
-        return found;
-      },
-      incrementCounters: (table, rows) => this.incrementCounters(trx, table, rows),
-      insertMessages: (rows) => this.insertMessages(trx, rows),
-      insertDeliveries: async (rows) => {
-        for (const chunk of chunks(rows, 400)) await trx.insertInto('deliveries').values(chunk).execute();
-      },
-      webhookDelays: async (appIds) => {
-        const rows = await trx
-          .selectFrom('webhooks')
-          .select(['app_id', 'after_ms'])
-          .where('app_id', 'in', [...appIds])
-          .execute();
-        return new Map(rows.map((r) => [r.app_id, Number(r.after_ms)]));
-      },
-      insertHandoffs: async (rows) => {
-        for (const chunk of chunks(rows, 400))
-          await trx.insertInto('webhook_handoffs').values(chunk).execute();
-      },
-    };
-  }
-
-  /** The persist rules, over one transaction's write primitives. */
-  protected async persistWith(ops: PersistOps, items: readonly PersistItem[]): Promise<PersistOutcome[]> {
-    const outcomes: PersistOutcome[] = new Array(items.length);
-    const known = await findExisting(ops, items);
-
-    // 1. Idempotency: decide per item, also between items of this batch.
-    const fresh: number[] = [];
-    for (let i = 0; i < items.length; i++) {
-      const item = items[i]!;
-      const key = userKey(item.appId, item.messageId);
-      const prev = known.get(key);
-      if (prev) {
-        outcomes[i] =
-          prev.fingerprint === item.fingerprint
-            ? { kind: 'duplicate', id: item.messageId, recipients: prev.recipients }
-            : { kind: 'conflict', id: item.messageId };
-        continue;
-      }
-      known.set(key, { fingerprint: item.fingerprint, recipients: recipientCount(item) });
-      fresh.push(i);
-    }
-    if (fresh.length === 0) return outcomes;
-
-    // 2. Counters: per-user seqs and per-topic offsets, allocated in item order.
-    const seqNeeds = new Map<string, { appId: string; name: string; n: number }>();
-    const offsetNeeds = new Map<string, { appId: string; name: string; n: number }>();
-    const targets = fresh.map((i) => {
-      const item = items[i]!;
-      const users = recipientsOf(item.request.to);
-      for (const r of users) bump(seqNeeds, item.appId, r.user);
-      const topic = topicOf(item.request.to);
-      if (topic !== null) bump(offsetNeeds, item.appId, topic);
-      return { users, topic };
-    });
-    const seqEnds = await ops.incrementCounters('user_state', [...seqNeeds.values()]);
-    const offsetEnds =
-      offsetNeeds.size === 0
-        ? new Map<string, number>()
-        : await ops.incrementCounters('topic_state', [...offsetNeeds.values()]);
-    const nextSeq = startCursor(seqNeeds, seqEnds);
-    const nextOffset = startCursor(offsetNeeds, offsetEnds);
-
-    // 3. Messages, then their deliveries.
-    const messageRows: Insertable<MessagesTable>[] = [];
-    const stored: {
-      message: StoredMessage;
-      recipients: Recipient[];
-      index: number;
-      live: Set<string> | null;
-    }[] = [];
-    fresh.forEach((i, k) => {
-      const item = items[i]!;
-      const req = item.request;
-      const { users, topic } = targets[k]!;
-      const offset = topic === null ? null : take(nextOffset, userKey(item.appId, topic));
-      const message: StoredMessage = {
-        appId: item.appId,
-        id: item.messageId,
-        type: req.type,
-        timestamp: item.timestamp,
-        ttl: req.ttl,
-        expiresAt: expiresAtOf(item.timestamp, req.ttl),
-        dataJson: req.dataJson,
-        platforms: req.platforms,
-        topic,
-        offset,
-      };
-      const recipients = users.map((r) => ({
-        user: r.user,
-        devices: r.devices,
-        seq: take(nextSeq, userKey(item.appId, r.user)),
-      }));
-      messageRows.push({
-        app_id: item.appId,
-        msg_id: item.messageId,
-        type: req.type,
-        timestamp: item.timestamp,
-        ttl: req.ttl,
-        expires_at: message.expiresAt,
-        data: req.dataJson,
-        target: JSON.stringify(req.to),
-        platforms: req.platforms && JSON.stringify(req.platforms),
-        topic,
-        topic_offset: offset,
-        fingerprint: item.fingerprint,
-        recipients: recipientCount(item),
-      });
-      const live = req.ttl === 0 ? new Set(item.onlineUsers ?? []) : null;
-      stored.push({ message, recipients, index: i, live });
-    });
-    const pks = await ops.insertMessages(messageRows);
-
-    const deliveryRows = stored.flatMap(({ message, recipients, live }) => {
-      const pk = pks.get(userKey(message.appId, message.id))!;
-      return recipients.map((r) => ({
-        app_id: message.appId,
-        user_id: r.user,
-        seq: r.seq,
-        message_pk: pk,
-        devices: r.devices && JSON.stringify(r.devices),
-        // ttl 0: recipients without a live connection are expired at once (docs/reference/server-api.md "Push").
-        status: live && !live.has(r.user) ? EXPIRED : PENDING,
-        retries: 0,
-        sent_at: null,
-        acked_at: null,
-        next_retry_at: null,
-        expires_at: live ? null : message.expiresAt,
-        live_only: live ? 1 : 0,
-      }));
-    });
-    await ops.insertDeliveries(deliveryRows);
-    await scheduleHandoffs(ops, stored, pks);
-
-    for (const s of stored) {
-      // Routing only needs the recipients that can still receive it.
-      const recipients = s.live ? s.recipients.filter((r) => s.live!.has(r.user)) : s.recipients;
-      outcomes[s.index] = { kind: 'stored', message: s.message, recipients };
-    }
-    return outcomes;
+    return this.inTransaction((trx) => persistBatch(this.persistOps(trx), items));
   }
 
   async readUserMessages(q: BacklogQuery): Promise<UserMessage[]> {
@@ -996,92 +797,9 @@ export abstract class SqlStore implements Store {
   }
 }
 
-async function findExisting(
-  ops: PersistOps,
-  items: readonly PersistItem[],
-): Promise<Map<string, { fingerprint: string; recipients: number }>> {
-  const byApp = new Map<string, string[]>();
-  for (const item of items) {
-    if (item.request.id === null) continue;
-    getOrCreate(byApp, item.appId, () => []).push(item.messageId);
-  }
-  const found = new Map<string, { fingerprint: string; recipients: number }>();
-  for (const [appId, ids] of byApp) {
-    for (const r of await ops.findExisting(appId, ids)) {
-      found.set(userKey(appId, r.msg_id), { fingerprint: r.fingerprint, recipients: Number(r.recipients) });
-    }
-  }
-  return found;
-}
-
-/**
- * Hand-off rows for the stored user messages of apps that have a webhook, in the push's
- * transaction. Live-only (ttl 0) and topic messages are never handed off.
- */
-async function scheduleHandoffs(
-  ops: PersistOps,
-  stored: readonly { message: StoredMessage; recipients: readonly Recipient[]; live: Set<string> | null }[],
-  pks: ReadonlyMap<string, number>,
-): Promise<void> {
-  const apps = new Set<string>();
-  for (const s of stored) if (s.live === null && s.recipients.length > 0) apps.add(s.message.appId);
-  if (apps.size === 0) return;
-  const delays = await ops.webhookDelays([...apps]);
-  if (delays.size === 0) return;
-  const rows: HandoffRow[] = [];
-  for (const { message: m, recipients, live } of stored) {
-    const afterMs = delays.get(m.appId);
-    if (afterMs === undefined || live !== null) continue;
-    const pk = pks.get(userKey(m.appId, m.id))!;
-    for (const r of recipients) {
-      rows.push({
-        app_id: m.appId,
-        user_id: r.user,
-        seq: r.seq,
-        message_pk: pk,
-        due_at: m.timestamp + afterMs,
-        give_up_at: m.expiresAt ?? m.timestamp + HANDOFF_MAX_MS,
-      });
-    }
-  }
-  if (rows.length > 0) await ops.insertHandoffs(rows);
-}
-
-function recipientCount(item: PersistItem): number {
-  const to = item.request.to;
-  if ('users' in to || 'devices' in to) return recipientsOf(to).length;
-  return item.connectionCount;
-}
-
-function bump(
-  map: Map<string, { appId: string; name: string; n: number }>,
-  appId: string,
-  name: string,
-): void {
-  const key = userKey(appId, name);
-  const entry = map.get(key);
-  if (entry) entry.n++;
-  else map.set(key, { appId, name, n: 1 });
-}
-
-/** From each counter's new end value, the first value this batch may hand out. */
-function startCursor(needs: Map<string, { n: number }>, ends: Map<string, number>): Map<string, number> {
-  const next = new Map<string, number>();
-  for (const [key, { n }] of needs) next.set(key, ends.get(key)! - n + 1);
-  return next;
-}
-
-function take(cursor: Map<string, number>, key: string): number {
-  const v = cursor.get(key)!;
-  cursor.set(key, v + 1);
-  return v;
-}
-
 export function* chunks<T>(items: readonly T[], size: number): Generator<T[]> {
   for (let i = 0; i < items.length; i += size) yield items.slice(i, i + size);
 }
-
-export { userKey as counterKey };
 
 export function toStoredMessage(r: MessageRow): StoredMessage {
   return {

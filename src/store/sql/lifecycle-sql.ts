@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { ExpressionBuilder, Kysely, Transaction } from 'kysely';
-import { STATUS_CODE } from '../domain/message.js';
-import type { Database } from './schema.js';
+import { STATUS_CODE } from '../../domain/message.js';
 import type {
   ClaimedHandoffs,
   HandoffCounts,
@@ -9,7 +8,8 @@ import type {
   HandoffUpdate,
   RevokeResult,
   WebhookRecord,
-} from './store.js';
+} from '../store.js';
+import type { Database } from './schema.js';
 
 /**
  * The SQL of the message lifecycle (recall, hand-off webhook and its schedule), shared by
@@ -256,7 +256,7 @@ export async function handoffCounts(db: Db, appId: string | null): Promise<Hando
   return counts;
 }
 
-/** A row of the schedule, as SqlStore.persistWith writes it. */
+/** A row of the schedule, as persist-plan.ts builds it. */
 export interface HandoffRow {
   app_id: string;
   user_id: string;
