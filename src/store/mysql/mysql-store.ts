@@ -1,10 +1,22 @@
 import { type Insertable, Kysely, MysqlDialect, sql, type Transaction } from 'kysely';
-import { createConnection, createPool } from 'mysql2';
+import { createConnection, createPool, type Pool } from 'mysql2';
 import type { StoreConfig } from '../../config.js';
 import { PushError } from '../../domain/errors.js';
-import { counterKey, type ExistingMessage, type PersistOps } from '../sql/persist-plan.js';
+import { STATUS_CODE } from '../../domain/message.js';
+import { counterKey, type ExistingMessage, type PersistOps, persistBatch } from '../sql/persist-plan.js';
 import type { Database, MessagesTable } from '../sql/schema.js';
-import { chunks, SqlStore } from '../sql/sql-store.js';
+import { chunks, type MessageRow, SqlStore, toStoredMessage } from '../sql/sql-store.js';
+import type {
+  BacklogQuery,
+  ConnectionChange,
+  ConnectionRecord,
+  DeliveryUpdate,
+  PersistItem,
+  PersistOutcome,
+  UserMessage,
+} from '../store.js';
+import { execute, inBatchTx } from './batch-tx.js';
+import { batchPersistOps, connectionStatements, deliveryUpdateStatements } from './mysql-batches.js';
 
 /** Pooled connections per process: group commit keeps writes few and large, so a small pool suffices. */
 const POOL_SIZE = 10;
@@ -23,11 +35,89 @@ const RETRYABLE = new Set(['ER_LOCK_DEADLOCK', 'ER_LOCK_WAIT_TIMEOUT', 'ER_DUP_E
 export class MysqlStore extends SqlStore {
   readonly dialect = 'mysql' as const;
 
+  constructor(
+    db: Kysely<Database>,
+    /** The pool Kysely runs on, for the batches and prepared statements of the hot paths. */
+    private readonly pool: Pool,
+  ) {
+    super(db);
+  }
+
+  /**
+   * The hot writes (persist, status updates, connection rows) as multi-statement batches:
+   * a durable direct push is three round trips (counters, message ids, deliveries + COMMIT)
+   * instead of eight, a batch of acks or connection rows one (see mysql-batches.ts).
+   */
+  override persistPushes(items: readonly PersistItem[]): Promise<PersistOutcome[]> {
+    const apps = [...new Set(items.map((i) => i.appId))];
+    return inBatchTx(this.pool, (tx) => persistBatch(batchPersistOps(tx, apps), items));
+  }
+
+  override applyDeliveryUpdates(updates: readonly DeliveryUpdate[]): Promise<number[]> {
+    const { statements, answers } = deliveryUpdateStatements(updates);
+    if (statements.length === 0) return Promise.resolve(answers([]));
+    return inBatchTx(this.pool, async (tx) => answers(await tx.finish(...statements)));
+  }
+
+  override async recordConnections(changes: readonly ConnectionChange[]): Promise<void> {
+    const statements = connectionStatements(changes);
+    if (statements.length > 0) await inBatchTx(this.pool, (tx) => tx.finish(...statements));
+  }
+
+  /**
+   * The reads every connect makes (newest seq, backlog, the user's connections elsewhere) as
+   * prepared statements: parsed once per pooled connection, no query builder on the way.
+   */
+  override async lastSeq(appId: string, userId: string): Promise<number> {
+    const rows = await execute<{ last_seq: number }>(
+      this.pool,
+      'select last_seq from user_state where app_id = ? and user_id = ?',
+      [appId, userId],
+    );
+    return rows.length === 0 ? 0 : Number(rows[0]!.last_seq);
+  }
+
+  override async readUserMessages(q: BacklogQuery): Promise<UserMessage[]> {
+    const rows = await execute<MessageRow & { seq: number; devices: string | null }>(
+      this.pool,
+      q.unackedOnly ? BACKLOG_UNACKED : BACKLOG_KEPT,
+      [q.appId, q.userId, q.afterSeq, q.now, String(q.limit)],
+    );
+    return rows.map((r) => ({
+      seq: Number(r.seq),
+      devices: r.devices === null ? null : (JSON.parse(r.devices) as string[]),
+      message: toStoredMessage(r),
+    }));
+  }
+
+  override async remoteConnections(
+    appId: string,
+    userIds: readonly string[],
+    exceptNode: string,
+    freshSince: number,
+  ): Promise<ConnectionRecord[]> {
+    if (userIds.length === 0) return [];
+    const rows = await execute<ConnectionRecord>(
+      this.pool,
+      `select c.user_id, c.connection_id, c.device, c.platform, c.node, c.connected_at, n.last_heartbeat
+       from connections c inner join nodes n on n.node = c.node
+       where c.app_id = ? and c.user_id in (${userIds.map(() => '?').join(', ')}) and c.status = 'online'
+         and c.node <> ? and n.last_heartbeat >= ?
+       order by c.connected_at`,
+      [appId, ...userIds, exceptNode, freshSince],
+    );
+    return rows.map((r) => ({
+      ...r,
+      connected_at: Number(r.connected_at),
+      last_heartbeat: Number(r.last_heartbeat),
+    }));
+  }
+
   protected override async inTransaction<T>(fn: (trx: Transaction<Database>) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
-        // READ COMMITTED: no gap locks on the unique indexes, so concurrent batches rarely collide.
-        return await this.db.transaction().setIsolationLevel('read committed').execute(fn);
+        // READ COMMITTED is every pooled connection's session default (createMysqlStore).
+        return await this.db.transaction().execute(fn);
       } catch (err) {
         const code = (err as { code?: string }).code;
         if (attempt >= MAX_ATTEMPTS || !code || !RETRYABLE.has(code)) throw err;
@@ -131,6 +221,19 @@ export class MysqlStore extends SqlStore {
   }
 }
 
+/** A user's stored messages after a seq, in seq order; the same filter as `SqlStore.readUserMessages`. */
+function backlogSql(statusFilter: string): string {
+  return `select d.seq, d.devices, m.app_id, m.msg_id, m.type, m.timestamp, m.ttl, m.expires_at, m.data,
+      m.platforms, m.topic, m.topic_offset
+    from deliveries d inner join messages m on m.pk = d.message_pk
+    where d.app_id = ? and d.user_id = ? and d.seq > ? and d.live_only = 0
+      and (d.expires_at is null or d.expires_at > ?) and ${statusFilter}
+    order by d.seq limit ?`;
+}
+const { pending, sent, failed, expired, revoked } = STATUS_CODE;
+const BACKLOG_UNACKED = backlogSql(`d.status in (${pending}, ${sent}, ${failed})`);
+const BACKLOG_KEPT = backlogSql(`d.status not in (${expired}, ${revoked})`);
+
 function cmp(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
@@ -175,8 +278,21 @@ export async function createMysqlStore(config: StoreConfig): Promise<MysqlStore>
       },
     );
   }
-  const pool = createPool({ ...options, database, connectionLimit: POOL_SIZE, timezone: 'Z' });
-  const store = new MysqlStore(new Kysely<Database>({ dialect: new MysqlDialect({ pool }) }));
+  // Multiple statements: the batches of mysql-batches.ts, one round trip each. Every value in
+  // them is escaped by mysql2, as in any query.
+  const pool = createPool({
+    ...options,
+    database,
+    connectionLimit: POOL_SIZE,
+    timezone: 'Z',
+    multipleStatements: true,
+  });
+  // READ COMMITTED: no gap locks on the unique indexes, so concurrent batches rarely collide.
+  // Set once per connection (commands on a connection run in order) instead of per transaction.
+  pool.on('connection', (conn) => {
+    conn.query('set session transaction isolation level read committed');
+  });
+  const store = new MysqlStore(new Kysely<Database>({ dialect: new MysqlDialect({ pool }) }), pool);
   await store.migrate();
   return store;
 }

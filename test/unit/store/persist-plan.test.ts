@@ -14,7 +14,13 @@ import type { PersistItem } from '../../../src/store/store.js';
 
 function item(
   to: Target,
-  opts: { id?: string | null; app?: string; ttl?: number | null; online?: string[]; connections?: number } = {},
+  opts: {
+    id?: string | null;
+    app?: string;
+    ttl?: number | null;
+    online?: string[];
+    connections?: number;
+  } = {},
 ): PersistItem {
   const id = opts.id ?? null;
   return {
@@ -84,7 +90,10 @@ describe('persist planning', () => {
   });
 
   it('stores ttl 0 deliveries of offline users as expired and routes only the online ones', () => {
-    const items = [item({ users: ['on', 'off'] }, { ttl: 0, online: ['on'] }), item({ users: ['x'] }, { ttl: 60 })];
+    const items = [
+      item({ users: ['on', 'off'] }, { ttl: 0, online: ['on'] }),
+      item({ users: ['x'] }, { ttl: 60 }),
+    ];
     const plan = planBatch(items, new Map());
     const { stored } = buildMessages(items, plan, ends(plan.seqNeeds), new Map());
     const pks = new Map(stored.map((s, i) => [counterKey('a', s.message.id), 100 + i]));
@@ -113,6 +122,8 @@ describe('persist planning', () => {
     expect(handoffApps(stored)).toEqual(['a', 'b']);
     const pks = new Map(stored.map((s, i) => [counterKey(s.message.appId, s.message.id), i + 1]));
     const rows = buildHandoffs(stored, pks, new Map([['b', 500]]));
-    expect(rows).toEqual([{ app_id: 'b', user_id: 'w', seq: 1, message_pk: 3, due_at: 1500, give_up_at: 31_000 }]);
+    expect(rows).toEqual([
+      { app_id: 'b', user_id: 'w', seq: 1, message_pk: 3, due_at: 1500, give_up_at: 31_000 },
+    ]);
   });
 });
