@@ -290,7 +290,8 @@ export async function createMysqlStore(config: StoreConfig): Promise<MysqlStore>
   // READ COMMITTED: no gap locks on the unique indexes, so concurrent batches rarely collide.
   // Set once per connection (commands on a connection run in order) instead of per transaction.
   pool.on('connection', (conn) => {
-    conn.query('set session transaction isolation level read committed');
+    // A failure here means a broken connection, which its first real query reports.
+    conn.query('set session transaction isolation level read committed', () => {});
   });
   const store = new MysqlStore(new Kysely<Database>({ dialect: new MysqlDialect({ pool }) }), pool);
   await store.migrate();
