@@ -367,7 +367,7 @@ export const SETTINGS: readonly Setting[] = [
     env: 'PUSH_MAX_HTTP_CONNECTIONS',
     kind: 'int',
     doc: 'open plain HTTP sockets (SSE and long-poll included, WebSockets not); 0 = unlimited',
-    default: '`0`',
+    default: '`16384`',
   },
   {
     key: 'maxConnections',
