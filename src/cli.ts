@@ -2,7 +2,7 @@
 import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { AppRegistry } from './auth/app-registry.js';
+import { AppRegistry, keyIsSecret, type TokenKeyChange, tokenKeyKind } from './auth/app-registry.js';
 import { signClientToken } from './auth/tokens.js';
 import { type Config, describeConfig, loadConfig, parseDuration, SETTINGS } from './config.js';
 import { isPushError } from './domain/errors.js';
@@ -10,6 +10,7 @@ import { WEBHOOK_USAGE, webhookCommand } from './lifecycle/webhook-command.js';
 import { createLogger } from './observability/logger.js';
 import { createServer } from './server.js';
 import { createStore } from './store/create-store.js';
+import type { AppRecord } from './store/store.js';
 
 /** argv → commands. Each command is a few calls into the modules that do the work. */
 
@@ -17,9 +18,10 @@ const USAGE = `message-push — real-time message push service
 
 Usage:
   message-push start [--demo] [--port 8080] [--db-url sqlite:./data/push.db] [--workers N] [--<setting> value …]
-  message-push app create <app-id> [--secret S] [--jwt-alg RS256 --jwt-key-file key.pem]
+  message-push app create <app-id> [--secret S] [--jwt-alg RS256|ES256|HS256 (--jwt-key-file key.pem | --jwks-url URL)]
   message-push app list
-  message-push app rotate <app-id> [--secret S]
+  message-push app rotate <app-id> [--secret S] [--jwt-alg … --jwt-key-file … | --jwks-url …]
+  message-push app update <app-id> [--jwt-alg ALG] [--jwt-key-file FILE | --jwks-url URL]
   ${WEBHOOK_USAGE}
   message-push token --app A --user U [--platform pc] [--ttl 1h] [--topics 'room:*,news']
   message-push send --app A --user U --data '{"title":"hi"}' [--type notification] [--url http://localhost:8080]
@@ -46,6 +48,7 @@ async function main(argv: string[]): Promise<number> {
       secret: { type: 'string' },
       'jwt-alg': { type: 'string' },
       'jwt-key-file': { type: 'string' },
+      'jwks-url': { type: 'string' },
       app: { type: 'string' },
       user: { type: 'string' },
       platform: { type: 'string' },
@@ -77,9 +80,10 @@ async function main(argv: string[]): Promise<number> {
     case 'webhook':
       return webhookCommand(config, sub, arg, values);
     case 'token': {
-      const secret = await secretFor(config, need(values.app, '--app'), values.secret);
+      const { key, alg } = await tokenKeyFor(config, need(values.app, '--app'), values.secret);
       const token = await signClientToken({
-        secret,
+        secret: key,
+        alg,
         userId: need(values.user, '--user'),
         ttlSeconds: Math.round(parseDuration(values.ttl ?? '1h') / 1000),
         ...(values.platform ? { platform: values.platform } : {}),
@@ -200,27 +204,37 @@ async function appCommand(
   config: Config,
   sub: string | undefined,
   appId: string | undefined,
-  values: { secret?: string; 'jwt-alg'?: string; 'jwt-key-file'?: string },
+  values: { secret?: string; 'jwt-alg'?: string; 'jwt-key-file'?: string; 'jwks-url'?: string },
 ): Promise<number> {
   const store = await createStore(config.store);
   try {
     const apps = new AppRegistry(store);
     if (sub === 'list') {
       for (const a of await store.listApps()) {
-        console.log(`${a.appId}\t${a.jwtAlg}\tcreated ${new Date(a.createdAt).toISOString()}`);
+        const kind = tokenKeyKind(a);
+        const key = kind === 'jwks' ? `jwks ${a.jwtKey}` : kind;
+        console.log(`${a.appId}\t${a.jwtAlg}\t${key}\tcreated ${new Date(a.createdAt).toISOString()}`);
       }
       return 0;
     }
-    if (sub !== 'create' && sub !== 'rotate') throw new Error('app: create | list | rotate');
+    if (sub !== 'create' && sub !== 'rotate' && sub !== 'update')
+      throw new Error('app: create | list | rotate | update');
     const id = need(appId, '<app-id>');
     const exists = await apps.find(id);
-    if (sub === 'create' && exists) throw new Error(`app "${id}" exists; use "app rotate"`);
-    if (sub === 'rotate' && !exists) throw new Error(`no app "${id}"`);
-    const keyFile = values['jwt-key-file'];
+    if (sub === 'create' && exists) throw new Error(`app "${id}" exists; use "app rotate" or "app update"`);
+    if (sub !== 'create' && !exists) throw new Error(`no app "${id}"`);
+    const change = tokenKeyChange(values);
+    if (sub === 'update') {
+      if (values.secret) throw new Error('app update keeps the secret; use "app rotate --secret"');
+      if (Object.keys(change).length === 0)
+        throw new Error('app update: give --jwt-alg, --jwt-key-file or --jwks-url');
+      const record = await apps.updateTokenKey(id, change);
+      console.log(`app id:  ${record.appId}\ntoken:   ${record.jwtAlg} (${tokenKeyKind(record)})`);
+      return 0;
+    }
     const result = await apps.createOrRotate(id, {
       ...(values.secret ? { secret: values.secret } : {}),
-      ...(values['jwt-alg'] ? { jwtAlg: values['jwt-alg'] } : {}),
-      ...(keyFile ? { jwtKey: readFileSync(keyFile, 'utf8') } : {}),
+      ...change,
     });
     console.log(`app id:  ${result.appId}\nsecret:  ${result.secret}`);
     return 0;
@@ -229,9 +243,27 @@ async function appCommand(
   }
 }
 
+/** `--jwt-alg`, `--jwt-key-file` (an HS key file's trailing newline is not part of the key), `--jwks-url`. */
+function tokenKeyChange(values: {
+  'jwt-alg'?: string;
+  'jwt-key-file'?: string;
+  'jwks-url'?: string;
+}): TokenKeyChange {
+  const file = values['jwt-key-file'];
+  const url = values['jwks-url'];
+  if (file && url) throw new Error('give --jwt-key-file or --jwks-url, not both');
+  const alg = values['jwt-alg'] ?? (url ? 'RS256' : undefined);
+  let key = url;
+  if (file) {
+    const text = readFileSync(file, 'utf8');
+    key = alg?.startsWith('HS') ? text.replace(/\r?\n$/, '') : text;
+  }
+  return { ...(alg ? { jwtAlg: alg } : {}), ...(key !== undefined ? { jwtKey: key } : {}) };
+}
+
 async function send(config: Config, values: Record<string, string | boolean | undefined>): Promise<number> {
   const appId = need(values.app as string | undefined, '--app');
-  const secret = await secretFor(config, appId, values.secret as string | undefined);
+  const secret = await apiSecretFor(config, appId, values.secret as string | undefined);
   const body = {
     to: { users: [need(values.user as string | undefined, '--user')] },
     type: (values.type as string | undefined) ?? 'notification',
@@ -250,21 +282,39 @@ async function send(config: Config, values: Record<string, string | boolean | un
   return res.ok ? 0 : 1;
 }
 
-/**
- * The secret for CLI calls: --secret, else PUSH_APPS, else the stored HS256 key (which, by
- * default, is the app secret).
- */
-async function secretFor(config: Config, appId: string, given: string | undefined): Promise<string> {
+/** The API secret for `send`: --secret, else PUSH_APPS, else the stored HS key when it is the secret. */
+async function apiSecretFor(config: Config, appId: string, given: string | undefined): Promise<string> {
   if (given) return given;
   const configured = config.apps.find((a) => a.appId === appId);
   if (configured) return configured.secret;
+  const app = await storedApp(config, appId);
+  if (!app) throw new Error(`no app "${appId}" in ${config.store.url}`);
+  if (!keyIsSecret(app)) throw new Error(`app "${appId}": give its API secret with --secret`);
+  return app.jwtKey;
+}
+
+/** The signing key for `token`: --secret, else the stored HS key and algorithm, else PUSH_APPS. */
+async function tokenKeyFor(
+  config: Config,
+  appId: string,
+  given: string | undefined,
+): Promise<{ key: string; alg: string }> {
+  if (given) return { key: given, alg: 'HS256' };
+  const app = await storedApp(config, appId);
+  if (!app) {
+    const configured = config.apps.find((a) => a.appId === appId);
+    if (configured) return { key: configured.secret, alg: 'HS256' };
+    throw new Error(`no app "${appId}" in ${config.store.url}`);
+  }
+  if (!app.jwtAlg.startsWith('HS'))
+    throw new Error(`app "${appId}" uses ${app.jwtAlg}: sign tokens with its private key`);
+  return { key: app.jwtKey, alg: app.jwtAlg };
+}
+
+async function storedApp(config: Config, appId: string): Promise<AppRecord | undefined> {
   const store = await createStore(config.store);
   try {
-    const app = await store.getApp(appId);
-    if (!app) throw new Error(`no app "${appId}" in ${config.store.url}`);
-    if (!app.jwtAlg.startsWith('HS'))
-      throw new Error(`app "${appId}" uses ${app.jwtAlg}: sign tokens with its private key`);
-    return app.jwtKey;
+    return await store.getApp(appId);
   } finally {
     await store.close();
   }

@@ -109,7 +109,12 @@ export interface Config {
   /** Peers (CIDRs) whose X-Forwarded-For is believed; empty with trustProxy = loopback and private networks. */
   readonly trustedProxies: readonly string[];
   /** Client token checks for every app: allowed `aud` values (empty = not checked) and clock leeway. */
-  readonly jwt: { readonly audience: readonly string[]; readonly clockToleranceMs: number };
+  readonly jwt: {
+    readonly audience: readonly string[];
+    readonly clockToleranceMs: number;
+    /** Apps whose token key is a JWKS URL: how long its keys are kept, how soon an unknown kid fetches again. */
+    readonly jwks: { readonly cacheMs: number; readonly cooldownMs: number; readonly timeoutMs: number };
+  };
   /** PEM files: with both set the port serves https and wss directly. */
   readonly tls: { readonly certFile: string; readonly keyFile: string } | null;
   readonly logLevel: string;
@@ -362,7 +367,7 @@ export const SETTINGS: readonly Setting[] = [
     env: 'PUSH_MAX_HTTP_CONNECTIONS',
     kind: 'int',
     doc: 'open plain HTTP sockets (SSE and long-poll included, WebSockets not); 0 = unlimited',
-    default: '`0`',
+    default: '`16384`',
   },
   {
     key: 'maxConnections',
@@ -470,6 +475,20 @@ export const SETTINGS: readonly Setting[] = [
     kind: 'duration',
     doc: 'leeway for a client token’s exp and nbf when clocks disagree',
     default: '`0`',
+  },
+  {
+    key: 'jwksCacheMs',
+    env: 'PUSH_JWKS_CACHE_MS',
+    kind: 'duration',
+    doc: 'apps with a JWKS URL: its keys are fetched again after this long',
+    default: '`10m`',
+  },
+  {
+    key: 'jwksCooldownMs',
+    env: 'PUSH_JWKS_COOLDOWN_MS',
+    kind: 'duration',
+    doc: 'apps with a JWKS URL: a token with an unknown kid fetches the set again at most this often',
+    default: '`30s`',
   },
   {
     key: 'adminToken',
@@ -737,6 +756,11 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     jwt: {
       audience: get<string[]>('jwtAudience', []),
       clockToleranceMs: get('jwtClockToleranceMs', 0),
+      jwks: {
+        cacheMs: get('jwksCacheMs', 600_000),
+        cooldownMs: get('jwksCooldownMs', 30_000),
+        timeoutMs: 5_000,
+      },
     },
     tls:
       tlsCert !== null && tlsKey !== null ? { certFile: resolve(tlsCert), keyFile: resolve(tlsKey) } : null,

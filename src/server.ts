@@ -16,6 +16,7 @@ import { registerRoomRoutes } from './api/routes/rooms.js';
 import { registerUserRoutes } from './api/routes/users.js';
 import { registerWebRoutes } from './api/routes/web.js';
 import { AppRegistry } from './auth/app-registry.js';
+import { KeySets } from './auth/jwks.js';
 import { Revocations } from './auth/revocations.js';
 import { createBus } from './bus/create-bus.js';
 import { ClusterAudience } from './cluster/audience.js';
@@ -74,7 +75,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
   const log = options.log ?? createLogger(config.logLevel);
   const metrics = createMetrics();
   const store = await createStore(config.store);
-  const apps = new AppRegistry(store, config.jwt);
+  const apps = new AppRegistry(store, config.jwt, new KeySets(config.jwt.jwks));
   await apps.bootstrap(config.apps);
   const revocations = new Revocations(store);
   await revocations.load();

@@ -31,6 +31,8 @@ declare module 'fastify' {
 }
 
 const METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
+/** Methods some route here answers; any other (PROPFIND, MKCOL, TRACE…) is a 405 on every path. */
+const SERVED_METHODS: ReadonlySet<string> = new Set([...METHODS, 'HEAD', 'OPTIONS']);
 
 /** Fastify error codes that are the client's fault, mapped onto the registry. */
 const FASTIFY_CODES: Record<string, ErrorCode> = {
@@ -103,6 +105,14 @@ export function createHttpServer(
     for (const m of methods) set.add(m);
   });
   app.setNotFoundHandler((req, reply) => {
+    // Node's parser knows WebDAV and other extension methods, so they reach the router; no
+    // path answers them, and "not found" would suggest another path might.
+    if (!SERVED_METHODS.has(req.method)) {
+      void reply
+        .status(405)
+        .send(toErrorBody(new PushError('method_not_allowed', `${req.method} is not served here`)));
+      return;
+    }
     void reply
       .status(404)
       .send(toErrorBody(new PushError('not_found', `no route ${req.method} ${safeUrl(req.url)}`)));

@@ -3,6 +3,7 @@ import type { AppBootstrap } from '../config.js';
 import { PushError } from '../domain/errors.js';
 import { isValidAppId } from '../domain/ids.js';
 import type { AppRecord, AppStore } from '../store/store.js';
+import { checkJwksUrl, isJwksUrl, KeySets, type KeySetVerifier } from './jwks.js';
 import type { Revocations } from './revocations.js';
 import {
   createTokenVerifier,
@@ -11,16 +12,29 @@ import {
   type TokenClaims,
   type TokenVerifier,
   verifyClientToken,
+  verifyClientTokenAsync,
 } from './tokens.js';
 
 /** How long a looked-up app is trusted before the store is asked again (rotation takes effect within it). */
 const CACHE_MS = 5_000;
 
+/** An app's verifier: local keys verify in the calling thread; a JWKS may have to fetch its key. */
+type AppVerifier =
+  | { readonly remote: false; readonly verify: TokenVerifier }
+  | { readonly remote: true; readonly verify: KeySetVerifier };
+
 interface CachedApp {
   readonly record: AppRecord | undefined;
   /** The app's token verifier; the error instead when its stored key cannot be used. */
-  readonly verifier: TokenVerifier | PushError | null;
+  readonly verifier: AppVerifier | PushError | null;
   readonly until: number;
+}
+
+/** A new token algorithm and/or key for an app (`app create|rotate|update`). */
+export interface TokenKeyChange {
+  readonly jwtAlg?: string;
+  /** HS key, RS/ES public key (PEM), or for RS/ES a JWKS URL (http(s)). */
+  readonly jwtKey?: string;
 }
 
 /**
@@ -40,6 +54,7 @@ export class AppRegistry {
   constructor(
     private readonly store: AppStore,
     private readonly checks: TokenChecks = {},
+    private readonly keySets = new KeySets(),
   ) {}
 
   async find(appId: string): Promise<AppRecord | undefined> {
@@ -70,13 +85,15 @@ export class AppRegistry {
     if (!entry?.record || !entry.verifier)
       throw new PushError('unknown_app', `unknown app "${appId.slice(0, 64)}"`);
     if (entry.verifier instanceof PushError) throw entry.verifier;
-    const claims = verifyClientToken(token, entry.verifier);
+    const claims = entry.verifier.remote
+      ? await verifyClientTokenAsync(token, entry.verifier.verify)
+      : verifyClientToken(token, entry.verifier.verify);
     this.revocations?.check(appId, claims);
     return claims;
   }
 
   /** Creates an app, or rotates its secret when it exists. Returns the new plain secret. */
-  async createOrRotate(appId: string, options: { secret?: string; jwtAlg?: string; jwtKey?: string } = {}) {
+  async createOrRotate(appId: string, options: TokenKeyChange & { secret?: string } = {}) {
     if (!isValidAppId(appId)) throw new PushError('bad_request', 'app id: 1..64 of [A-Za-z0-9._-]');
     if (options.secret !== undefined && options.secret.length < MIN_SECRET_LENGTH) {
       throw new PushError(
@@ -87,19 +104,14 @@ export class AppRegistry {
     const existing = await this.store.getApp(appId);
     // A rotation keeps the token algorithm and a key of its own (RS/ES public key, separate HS
     // key); a key that was the old secret (the default) follows the new secret.
-    const ownKey = existing && hashSecret(existing.jwtKey, existing.secretSalt) !== existing.secretHash;
+    const ownKey = existing && !keyIsSecret(existing);
     if (existing && options.jwtAlg === undefined && options.jwtKey === undefined && ownKey) {
       options = { ...options, jwtAlg: existing.jwtAlg, jwtKey: existing.jwtKey };
     } else if (existing && options.jwtAlg === undefined && options.jwtKey === undefined) {
       options = { ...options, jwtAlg: existing.jwtAlg };
     }
     const jwtAlg = options.jwtAlg ?? 'HS256';
-    if (!(SUPPORTED_ALGS as readonly string[]).includes(jwtAlg)) {
-      throw new PushError('bad_request', `jwt alg must be one of ${SUPPORTED_ALGS.join(', ')}`);
-    }
-    if (!jwtAlg.startsWith('HS') && !options.jwtKey)
-      throw new PushError('bad_request', `${jwtAlg} needs a public key`);
-    if (options.jwtKey) createTokenVerifier(jwtAlg, options.jwtKey); // refuse an unusable key now, not per handshake
+    checkTokenKey(jwtAlg, options.jwtKey);
     const secret = options.secret ?? randomBytes(32).toString('base64url');
     const salt = randomBytes(16).toString('base64url');
     const now = Date.now();
@@ -115,6 +127,24 @@ export class AppRegistry {
     await this.store.saveApp(record);
     this.cache.delete(appId);
     return { appId, secret, created: !existing };
+  }
+
+  /**
+   * Changes an app's token algorithm and/or key and keeps its API secret. A new algorithm of
+   * the other family (HS ↔ RS/ES) needs a new key: the secret is kept only as a hash.
+   */
+  async updateTokenKey(appId: string, change: TokenKeyChange): Promise<AppRecord> {
+    const existing = isValidAppId(appId) ? await this.store.getApp(appId) : undefined;
+    if (!existing) throw new PushError('not_found', `no app "${appId.slice(0, 64)}"`);
+    const jwtAlg = change.jwtAlg ?? existing.jwtAlg;
+    const sameFamily = jwtAlg.startsWith('HS') === existing.jwtAlg.startsWith('HS');
+    const jwtKey = change.jwtKey ?? (sameFamily ? existing.jwtKey : undefined);
+    if (jwtKey === undefined) throw new PushError('bad_request', `${jwtAlg} needs a key of its own`);
+    checkTokenKey(jwtAlg, jwtKey);
+    const record: AppRecord = { ...existing, jwtAlg, jwtKey, updatedAt: Date.now() };
+    await this.store.saveApp(record);
+    this.cache.delete(appId);
+    return record;
   }
 
   /** PUSH_APPS: config is the source of truth for these apps' secrets. */
@@ -139,7 +169,7 @@ export class AppRegistry {
     const record = await this.store.getApp(appId);
     const entry = {
       record,
-      verifier: record ? storedVerifier(record, this.checks) : null,
+      verifier: record ? this.storedVerifier(record) : null,
       until: now + CACHE_MS,
     };
     // Unknown ids are cached too (bounded) so a flood of bogus app ids cannot hammer the store.
@@ -147,18 +177,47 @@ export class AppRegistry {
     this.cache.set(appId, entry);
     return entry;
   }
+
+  /**
+   * A stored key that cannot be used (written before keys were checked, or by hand) fails the
+   * app's handshakes with `internal`; its API calls still work.
+   */
+  private storedVerifier(record: AppRecord): AppVerifier | PushError {
+    try {
+      if (!record.jwtAlg.startsWith('HS') && isJwksUrl(record.jwtKey)) {
+        checkJwksUrl(record.jwtKey);
+        return { remote: true, verify: this.keySets.verifier(record.jwtKey, record.jwtAlg, this.checks) };
+      }
+      return { remote: false, verify: createTokenVerifier(record.jwtAlg, record.jwtKey, this.checks) };
+    } catch {
+      return new PushError('internal', `app "${record.appId}" has an unusable ${record.jwtAlg} key`);
+    }
+  }
 }
 
-/**
- * A stored key that cannot be used (written before keys were checked, or by hand) fails the
- * app's handshakes with `internal`; its API calls still work.
- */
-function storedVerifier(record: AppRecord, checks: TokenChecks): TokenVerifier | PushError {
-  try {
-    return createTokenVerifier(record.jwtAlg, record.jwtKey, checks);
-  } catch {
-    return new PushError('internal', `app "${record.appId}" has an unusable ${record.jwtAlg} key`);
+/** What an app's token key is, for `app list`: its secret (the default), a key of its own, or a JWKS. */
+export function tokenKeyKind(record: AppRecord): 'secret' | 'own key' | 'jwks' {
+  if (!record.jwtAlg.startsWith('HS') && isJwksUrl(record.jwtKey)) return 'jwks';
+  return keyIsSecret(record) ? 'secret' : 'own key';
+}
+
+/** True when the app's HS key is its API secret (the default), so the stored key is the secret. */
+export function keyIsSecret(record: AppRecord): boolean {
+  return hashSecret(record.jwtKey, record.secretSalt) === record.secretHash;
+}
+
+/** Refuses an unusable algorithm or key when it is given, not at every handshake. */
+function checkTokenKey(jwtAlg: string, jwtKey: string | undefined): void {
+  if (!(SUPPORTED_ALGS as readonly string[]).includes(jwtAlg)) {
+    throw new PushError('bad_request', `jwt alg must be one of ${SUPPORTED_ALGS.join(', ')}`);
   }
+  if (jwtKey === undefined) {
+    if (!jwtAlg.startsWith('HS'))
+      throw new PushError('bad_request', `${jwtAlg} needs a public key or a JWKS URL`);
+    return;
+  }
+  if (!jwtAlg.startsWith('HS') && isJwksUrl(jwtKey)) checkJwksUrl(jwtKey);
+  else createTokenVerifier(jwtAlg, jwtKey);
 }
 
 function hashSecret(secret: string, salt: string): string {

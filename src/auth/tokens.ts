@@ -66,11 +66,34 @@ export function verifyClientToken(token: string, verify: TokenVerifier): TokenCl
   try {
     payload = verify(token);
   } catch (err) {
-    if (err instanceof TokenError && err.code === TokenError.codes.expired) {
-      throw new PushError('token_expired', 'token expired');
-    }
-    throw new PushError('unauthorized', `invalid token: ${describeTokenError(err)}`);
+    throw tokenFailure(err);
   }
+  return claimsOf(payload);
+}
+
+/** The same for a verifier that may have to fetch its key (a JWKS app). */
+export async function verifyClientTokenAsync(
+  token: string,
+  verify: (token: string) => Promise<Record<string, unknown>>,
+): Promise<TokenClaims> {
+  let payload: Record<string, unknown>;
+  try {
+    payload = await verify(token);
+  } catch (err) {
+    throw tokenFailure(err);
+  }
+  return claimsOf(payload);
+}
+
+function tokenFailure(err: unknown): PushError {
+  if (err instanceof PushError) return err;
+  if (err instanceof TokenError && err.code === TokenError.codes.expired) {
+    return new PushError('token_expired', 'token expired');
+  }
+  return new PushError('unauthorized', `invalid token: ${describeTokenError(err)}`);
+}
+
+function claimsOf(payload: Record<string, unknown>): TokenClaims {
   if (!isValidUserId(payload.sub)) throw new PushError('unauthorized', 'invalid token: bad sub');
   if (typeof payload.exp !== 'number') throw new PushError('unauthorized', 'invalid token: bad exp');
   const platform = payload.platform ?? DEFAULT_PLATFORM;

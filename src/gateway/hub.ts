@@ -203,10 +203,9 @@ export class Hub {
     frame: string,
   ): void {
     if (s.state === CLOSED) return;
-    // v1: queued behind the frames already queued. v2 numbers its frames as it writes them,
-    // so the control frame is written at once (a message still queued may follow it).
-    if (s.codec.kind !== CODEC_JSON) s.codec.sendControl(s.transport, op, fields);
-    else if (s.enqueue(frame, 0, -1)) this.markDirty(s);
+    // Queued like a message on both protocols, so a revoke never overtakes the message it
+    // recalls, nor a read sync the messages it covers; v2 frames it when it is written.
+    if (s.enqueue(s.codec.queuedControl(op, fields, frame), 0, -1)) this.markDirty(s);
   }
 
   /** Who is subscribed to a topic on this node. */

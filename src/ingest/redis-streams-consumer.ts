@@ -17,23 +17,35 @@ import { deadLetter, type QueueConsumer } from './queue-consumer.js';
  *   producer ─XADD─► message-push:push ─XREADGROUP─► accept ─► durable ─► XACK
  *                                                        └─► refused ─► XADD message-push:dead ─► XACK
  *
- * An entry stays pending until its XACK. A node restarted under the same name first reads its
- * own pending entries again, in stream order, and so does a node whose push failed (store
- * down), after the shared retry backoff; the entries of a node that is gone for good are taken
- * over with XAUTOCLAIM once idle for RECLAIM_MIN_IDLE_MS. Every read or claim counts as a delivery (XPENDING); an entry delivered
- * more than `maxDeliver` times is dead-lettered with reason `max_deliveries` instead of tried.
+ * An entry stays pending until its XACK. Before it reads new entries, a starting node takes
+ * over the pending entries of every consumer that has no connection open (a node killed, under
+ * whatever name: the default node id changes with the pid) and reads them, with its own, in
+ * stream order; so a crash does not let a user's newer entries overtake older ones. A node
+ * whose push failed (store down) reads its own pending entries again after the shared retry
+ * backoff. Every RECLAIM_INTERVAL_MS a running node takes over the entries of consumers gone
+ * since, and with XAUTOCLAIM those idle for RECLAIM_MIN_IDLE_MS (a node alive but stuck, or a
+ * Redis that refuses CLIENT LIST). Every read or claim counts as a delivery (XPENDING); an
+ * entry delivered more than `maxDeliver` times is dead-lettered with reason `max_deliveries`.
+ *
+ * Liveness is read from connection names (`message-push:<node>:reader|commands`, CLIENT LIST):
+ * Redis closes a killed process's connections at once, while an idle time would make the
+ * restarted node wait, reading newer entries meanwhile.
  */
 
 export const PUSH_STREAM = 'message-push:push';
 export const DEAD_STREAM = 'message-push:dead';
 export const GROUP = 'message-push';
 const BODY_FIELD = 'body';
+/** Connection names are `message-push:<consumer>:<role>`; a consumer without one is gone. */
+const CONNECTION_NAME = /^message-push:(.+):(?:reader|commands)$/;
 
 /** Longest blocking read: bounds how long close() waits when CLIENT UNBLOCK cannot reach the reader. */
 const BLOCK_MS = 1_000;
 /** Pending entries idle this long belong to a dead consumer (or failed here) and are claimed. */
 const RECLAIM_MIN_IDLE_MS = 30_000;
-/** How often idle pending entries are looked for (also once at start). */
+/** Pending entries of one stopped consumer moved per XCLAIM. */
+const ADOPT_BATCH = 1_000;
+/** How often stopped consumers' and idle pending entries are looked for (also once at start). */
 const RECLAIM_INTERVAL_MS = 10_000;
 /** Reading pauses this long after a read failed (Redis down). */
 const RETRY_PAUSE_MS = 1_000;
@@ -75,6 +87,7 @@ class RedisStreamsConsumer implements QueueConsumer {
   /** Read our own pending entries again: at start, and after a reconnect lost replies or acks. */
   private rescanOwn = true;
   private nextReclaimAt = 0;
+  private clientListRefused = false;
   private pauseUntil = 0;
   private readonly core: QueueDriverCore;
 
@@ -179,14 +192,17 @@ class RedisStreamsConsumer implements QueueConsumer {
           await this.pause(this.pauseUntil - Date.now());
           continue;
         }
+        // Due at start: a dead node's entries join our own pending ones before any new entry is read.
+        const reclaimDue = Date.now() >= this.nextReclaimAt;
+        if (reclaimDue) {
+          this.nextReclaimAt = Date.now() + RECLAIM_INTERVAL_MS;
+          if ((await this.adoptOrphans()) > 0) this.rescanOwn = true;
+        }
         if (this.rescanOwn) {
           this.rescanOwn = false;
           await this.readOwnPending();
         }
-        if (Date.now() >= this.nextReclaimAt) {
-          this.nextReclaimAt = Date.now() + RECLAIM_INTERVAL_MS;
-          await this.reclaimIdle();
-        }
+        if (reclaimDue) await this.reclaimIdle();
         await this.waitForSlots();
         if (this.stopping) break;
         const entries = await this.read('>', this.config.prefetch - this.inFlight.size);
@@ -231,6 +247,72 @@ class RedisStreamsConsumer implements QueueConsumer {
       after = entries.at(-1)!.id;
       this.dispatch(entries, await this.countDeliveries(entries));
     }
+  }
+
+  /**
+   * Moves the pending entries of consumers with no open connection to this one (XCLAIM JUSTID:
+   * not counted as a delivery; reading them from our pending list counts), to be read in stream
+   * order with our own. Returns how many moved.
+   */
+  private async adoptOrphans(): Promise<number> {
+    const live = await this.liveConsumers();
+    if (live === null) return 0;
+    const consumers = (await this.commands.xinfo('CONSUMERS', PUSH_STREAM, GROUP)) as unknown[][];
+    let adopted = 0;
+    for (const row of consumers) {
+      const info = fieldsOf(row);
+      const name = String(info.name);
+      if (name === this.config.consumerName || live.has(name)) continue;
+      let pending = Number(info.pending);
+      while (pending > 0 && !this.stopping) {
+        const rows = (await this.commands.xpending(PUSH_STREAM, GROUP, '-', '+', ADOPT_BATCH, name)) as [
+          id: string,
+          ...rest: unknown[],
+        ][];
+        if (rows.length === 0) break;
+        await this.commands.xclaim(
+          PUSH_STREAM,
+          GROUP,
+          this.config.consumerName,
+          0,
+          ...rows.map(([id]) => id),
+          'JUSTID',
+        );
+        adopted += rows.length;
+        pending -= rows.length;
+      }
+      // Names carry the pid by default, so dead consumers would pile up in the group. Deleting
+      // drops whatever is still pending on it: only when it has been silent long enough that a
+      // node merely reconnecting (which would read again within seconds) is ruled out.
+      if (pending <= 0 && Number(info.idle) >= RECLAIM_MIN_IDLE_MS && !this.stopping) {
+        await this.commands.xgroup('DELCONSUMER', PUSH_STREAM, GROUP, name);
+      }
+    }
+    if (adopted > 0)
+      this.deps.log.info({ count: adopted }, 'redis: took over pending entries of stopped nodes');
+    return adopted;
+  }
+
+  /** Consumers with a connection open now; null when Redis refuses CLIENT LIST (ACL, renamed). */
+  private async liveConsumers(): Promise<Set<string> | null> {
+    let list: string;
+    try {
+      list = String(await this.commands.call('CLIENT', 'LIST', 'TYPE', 'normal'));
+    } catch (err) {
+      if (!this.clientListRefused)
+        this.deps.log.info(
+          { err },
+          "redis: CLIENT LIST refused; stopped nodes' entries are claimed once idle",
+        );
+      this.clientListRefused = true;
+      return null;
+    }
+    const live = new Set<string>();
+    for (const m of list.matchAll(/(?:^| )name=(\S*)/gm)) {
+      const name = CONNECTION_NAME.exec(m[1]!)?.[1];
+      if (name !== undefined) live.add(name);
+    }
+    return live;
   }
 
   private async reclaimIdle(): Promise<void> {
@@ -340,6 +422,13 @@ class RedisStreamsConsumer implements QueueConsumer {
     this.waiters = [];
     for (const w of waiters) w();
   }
+}
+
+/** XINFO's flat `[name, value, name, value…]` reply as an object. */
+function fieldsOf(row: unknown[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (let i = 0; i + 1 < row.length; i += 2) out[String(row[i])] = row[i + 1];
+  return out;
 }
 
 function fieldOf(fields: Buffer[], name: string): Buffer | null {

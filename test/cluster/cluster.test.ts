@@ -43,7 +43,7 @@ for (const bus of (process.env.CLUSTER_BUS ? [process.env.CLUSTER_BUS] : ['redis
         PUSH_NODE_ID: `node-${i}`,
         PUSH_HEARTBEAT_MS: String(HEARTBEAT_MS),
         PUSH_MAX_CONNECTIONS_PER_USER: '3',
-        PUSH_TRUST_PROXY: 'true',
+        PUSH_TRUSTED_PROXIES: '127.0.0.1/32', // as deploy/haproxy.cfg says
       });
       const startNode = async (i: number, port?: number) => {
         nodes[i] = await startChild(dirs[i]!, { ...env(i), ...(port ? { PUSH_PORT: String(port) } : {}) });

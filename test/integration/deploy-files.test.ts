@@ -5,6 +5,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { SETTINGS } from '../../src/config.js';
+import { TrustedProxies } from '../../src/limits/client-ip.js';
 import { ROOT } from '../helpers/child-server.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 
@@ -33,6 +34,7 @@ interface ComposeService {
   image?: string;
   build?: unknown;
   environment?: Record<string, string>;
+  networks?: Record<string, { ipv4_address?: string }>;
 }
 
 describe('deploy/compose.yaml', () => {
@@ -74,6 +76,57 @@ describe('deploy/compose.yaml', () => {
       used.add(m[1]!);
     expect(used.size).toBeGreaterThan(5);
     expect([...used].filter((env) => !SETTING_ENVS.has(env))).toEqual([]);
+  });
+});
+
+describe('the client address behind the shipped haproxy', () => {
+  const compose = parse(read('compose.yaml'), { merge: true }) as {
+    services: Record<string, ComposeService>;
+    networks?: Record<string, { ipam?: { config?: { subnet: string }[] } }>;
+  };
+  /** The client address a node with this setting sees for a request haproxy forwarded from `peer`. */
+  const seen = (setting: string | undefined, peer: string) =>
+    new TrustedProxies((setting ?? '').split(',').filter(Boolean)).clientAddress(peer, '203.0.113.7');
+
+  it('compose nodes believe X-Forwarded-For from haproxy and from no other peer', () => {
+    const haproxy = compose.services.haproxy!;
+    const address = haproxy.networks?.default?.ipv4_address;
+    expect(address, 'haproxy needs a fixed address the nodes can trust').toBeDefined();
+    const subnet = compose.networks?.default?.ipam?.config?.[0]?.subnet;
+    expect(subnet).toBeDefined();
+    expect(new TrustedProxies([subnet!]).isTrusted(address!)).toBe(true);
+    for (const [name, s] of Object.entries(compose.services).filter(([, s]) => s.build !== undefined)) {
+      const setting = s.environment?.PUSH_TRUSTED_PROXIES;
+      expect(seen(setting, address!), name).toBe('203.0.113.7');
+      // Another container on the network (or a client reaching a node) cannot speak for anyone.
+      expect(seen(setting, '172.28.0.99'), name).toBe('172.28.0.99');
+    }
+  });
+
+  it('haproxy.cfg names the PUSH_TRUSTED_PROXIES its nodes need, and it covers the address haproxy dials from', () => {
+    const cfg = read('haproxy.cfg');
+    const setting = /PUSH_TRUSTED_PROXIES=([\d./:,a-f]+[\da-f])/.exec(cfg)?.[1];
+    expect(setting).toBeDefined();
+    const servers = [...cfg.matchAll(/^\s*server \S+ ([\d.]+):\d+/gm)].map((m) => m[1]!);
+    expect(servers.length).toBeGreaterThan(1);
+    // Nodes on loopback see haproxy's connections come from loopback.
+    for (const server of servers) expect(server.startsWith('127.')).toBe(true);
+    expect(seen(setting, '127.0.0.1')).toBe('203.0.113.7');
+  });
+
+  it('no shipped file or operations guide still recommends PUSH_TRUST_PROXY', () => {
+    const files = [
+      'haproxy.cfg',
+      'haproxy-compose.cfg',
+      'compose.yaml',
+      'Dockerfile',
+      'message-push.service',
+    ];
+    for (const file of files) expect(read(file), file).not.toMatch(/PUSH_TRUST_PROXY\b/);
+    for (const doc of ['README.md', 'docs/operations.md', 'docs/deployment.md'].filter((d) =>
+      existsSync(join(ROOT, d)),
+    ))
+      expect(readFileSync(join(ROOT, doc), 'utf8'), doc).not.toMatch(/PUSH_TRUST_PROXY\b/);
   });
 });
 

@@ -44,6 +44,9 @@ describe('HTTP edges answer with the error body', () => {
 
   it.each([
     ['an unknown method', 'FOO / HTTP/1.1\r\nHost: x\r\n\r\n', 405],
+    ['an extension method on a route', 'PROPFIND /v1/push HTTP/1.1\r\nHost: x\r\n\r\n', 405],
+    ['an extension method on no route', 'MKCOL /nowhere HTTP/1.1\r\nHost: x\r\n\r\n', 405],
+    ['TRACE', 'TRACE /healthz HTTP/1.1\r\nHost: x\r\n\r\n', 405],
     ['a header name with a space', 'GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n', 400],
     ['a header without a colon', 'GET /healthz HTTP/1.1\r\nHost: x\r\nnocolon\r\n\r\n', 400],
     ['a bad Content-Length', 'POST /v1/push HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n', 400],

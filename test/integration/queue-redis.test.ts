@@ -256,6 +256,65 @@ await describeWithService('redis', 'Redis Streams queue ingress', (url) => {
     await waitUntil(async () => (await pendingCount()) === 0);
   });
 
+  /** Reads `count` new entries as `consumer` and leaves them pending there, as a node killed mid-push would. */
+  async function takeAs(consumer: string, count: number): Promise<string[]> {
+    const read = (await redis.xreadgroup(
+      'GROUP',
+      GROUP,
+      consumer,
+      'COUNT',
+      count,
+      'STREAMS',
+      PUSH_STREAM,
+      '>',
+    )) as [string, [string, string[]][]][];
+    return read[0]![1].map(([id]) => id);
+  }
+
+  async function pendingOf(consumer: string): Promise<number> {
+    const rows = (await redis.xpending(PUSH_STREAM, GROUP, '-', '+', 1000, consumer)) as unknown[];
+    return rows.length;
+  }
+
+  it("a node started under a new name takes over a killed node's pending entries before newer ones: per-user order holds across the crash", async () => {
+    await redis.del(PUSH_STREAM, DEAD_STREAM);
+    await redis.xgroup('CREATE', PUSH_STREAM, GROUP, '0', 'MKSTREAM');
+    const sent = messages('adopt', 2, 10);
+    await publish(sent.slice(0, 8));
+    // Node "killed-…" took the first 8 and died before storing them: no connection of its name
+    // is open and the entries are fresh (XAUTOCLAIM's idle bound would leave them for 30 s).
+    expect(await takeAs(`killed-${process.pid}`, 8)).toHaveLength(8);
+    await publish(sent.slice(8));
+    const s = await start({ PUSH_NODE_ID: `restarted-${process.pid}` });
+    for (let u = 0; u < 2; u++) {
+      const c = await connect(s, `adopt-u${u}`);
+      expect(await receive(c, 10)).toEqual(idsOf(`adopt-u${u}`, sent));
+    }
+    await waitUntil(async () => (await pendingCount()) === 0);
+    expect(await pendingOf(`killed-${process.pid}`)).toBe(0);
+  });
+
+  it('the pending entries of a node that is alive (a connection of its name open) stay with it', async () => {
+    await redis.del(PUSH_STREAM, DEAD_STREAM);
+    await redis.xgroup('CREATE', PUSH_STREAM, GROUP, '0', 'MKSTREAM');
+    const alive = `alive-${process.pid}`;
+    const other = new Redis(url, { connectionName: `message-push:${alive}:reader` });
+    try {
+      await other.ping();
+      await publish(messages('held', 1, 3));
+      expect(await takeAs(alive, 3)).toHaveLength(3);
+      const later = messages('free', 1, 2);
+      await publish(later);
+      const s = await start({ PUSH_NODE_ID: `peer-${process.pid}` });
+      const c = await connect(s, 'free-u0');
+      // The newer entries flow, so the start-up takeover has run; the live node's stay its own.
+      expect(await receive(c, 2)).toEqual(idsOf('free-u0', later));
+      expect(await pendingOf(alive)).toBe(3);
+    } finally {
+      other.disconnect();
+    }
+  });
+
   it('a dropped Redis connection is re-established and consumption resumes', async () => {
     const node = `drop-${process.pid}`;
     const s = await start({ PUSH_NODE_ID: node });

@@ -45,8 +45,26 @@ import {
  * message and protocol (MessageFrames) and shared by every session on that protocol.
  */
 
-/** A queued message frame: v1 JSON text, or a v2 message record. */
-export type OutFrame = string | Buffer;
+/**
+ * A v2 control frame (revoke, read sync, join/leave) queued behind message records: framed
+ * only when written, since v2 numbers frames in the order they reach the wire.
+ */
+export class QueuedControl {
+  constructor(
+    readonly kind: number,
+    readonly body: Buffer,
+  ) {}
+
+  get length(): number {
+    return this.body.length;
+  }
+}
+
+/** A queued frame: v1 JSON text (messages and controls), a v2 message record, or a v2 control. */
+export type OutFrame = string | Buffer | QueuedControl;
+
+/** Server → client controls that keep their place among queued messages. */
+export type QueuedOp = 'revoke' | 'read' | 'join' | 'leave';
 
 export const CODEC_JSON = 0;
 export const CODEC_BINARY = 1;
@@ -85,6 +103,8 @@ export interface SessionCodec {
   /** Writes queued message frames, merged as the protocol allows; `cb` once the last is written. */
   sendMessages(t: Transport, frames: readonly OutFrame[], cb?: (err?: Error) => void): void;
   sendControl(t: Transport, op: ServerOp, fields: Record<string, unknown>, ref?: Ref): void;
+  /** A control to queue behind the messages already queued; `json` is the v1 frame, built once per signal. */
+  queuedControl(op: QueuedOp, fields: Record<string, unknown>, json: string): OutFrame;
   decode(data: Buffer | string, isBinary: boolean): Inbound[];
 }
 
@@ -99,6 +119,9 @@ export const JSON_CODEC: SessionCodec = {
   },
   sendControl(t, op, fields, ref) {
     t.send(encodeControl(op, fields, ref));
+  },
+  queuedControl(_op, _fields, json) {
+    return json;
   },
   decode(data, isBinary) {
     if (isBinary) {
@@ -140,19 +163,36 @@ export class BinaryCodec implements SessionCodec {
     let start = 0;
     let bytes = 0;
     for (let i = 0; i < frames.length; i++) {
-      bytes += frames[i]!.length;
-      if (bytes < MAX_BATCH_BYTES && i < frames.length - 1) continue;
+      const f = frames[i]!;
       const last = i === frames.length - 1;
-      const records = frames.slice(start, i + 1) as Buffer[];
-      // A single record is shared by every session it was queued on: its compression is cached.
-      const wire =
-        records.length === 1
-          ? this.writer.frames(KIND.message, records[0]!, this.cache)
-          : this.writer.frames(KIND.batch, encodeBatch(records));
-      writeAll(t, wire, last ? cb : undefined);
+      if (f instanceof QueuedControl) {
+        // The records before it go first, then the control, in queue order.
+        this.writeRecords(t, frames.slice(start, i) as Buffer[]);
+        writeAll(t, this.writer.frames(f.kind, f.body), last ? cb : undefined);
+        start = i + 1;
+        bytes = 0;
+        continue;
+      }
+      bytes += f.length;
+      if (bytes < MAX_BATCH_BYTES && !last) continue;
+      this.writeRecords(t, frames.slice(start, i + 1) as Buffer[], last ? cb : undefined);
       start = i + 1;
       bytes = 0;
     }
+  }
+
+  private writeRecords(t: Transport, records: Buffer[], cb?: (err?: Error) => void): void {
+    if (records.length === 0) return;
+    // A single record is shared by every session it was queued on: its compression is cached.
+    const wire =
+      records.length === 1
+        ? this.writer.frames(KIND.message, records[0]!, this.cache)
+        : this.writer.frames(KIND.batch, encodeBatch(records));
+    writeAll(t, wire, cb);
+  }
+
+  queuedControl(op: QueuedOp, fields: Record<string, unknown>): OutFrame {
+    return new QueuedControl(controlKind(op), encodeControlBody(fields));
   }
 
   sendControl(t: Transport, op: ServerOp, fields: Record<string, unknown>, ref?: Ref): void {
@@ -168,9 +208,7 @@ export class BinaryCodec implements SessionCodec {
             max_message: MAX_MESSAGE,
           }
         : fields;
-    // `read` is a client kind too; the server's read-sync frame has its own number.
-    const kind = op === 'read' ? KIND.read_sync : KIND[op];
-    writeAll(t, this.writer.frames(kind, encodeControlBody(body, ref)));
+    writeAll(t, this.writer.frames(controlKind(op), encodeControlBody(body, ref)));
   }
 
   decode(data: Buffer | string, isBinary: boolean): Inbound[] {
@@ -201,6 +239,11 @@ export class BinaryCodec implements SessionCodec {
     }
     return out;
   }
+}
+
+/** `read` is a client kind too; the server's read-sync frame has its own number (READ_SYNC). */
+function controlKind(op: ServerOp): number {
+  return op === 'read' ? KIND.read_sync : KIND[op];
 }
 
 function writeAll(t: Transport, frames: readonly Buffer[], cb?: (err?: Error) => void): void {

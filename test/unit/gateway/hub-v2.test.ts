@@ -1,8 +1,10 @@
 import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { toServerFrames, V2Reader } from '../../../client/src/protocol-v2.js';
+import { clientKind, toServerFrames, V2Reader } from '../../../client/src/protocol-v2.js';
 import { Hub } from '../../../src/gateway/hub.js';
+import { decodeClientBody } from '../../../src/gateway/protocol/binary-codec.js';
 import { createBinaryCodec, JSON_CODEC, type SessionCodec } from '../../../src/gateway/protocol/codec.js';
+import { encodeControl } from '../../../src/gateway/protocol/json-codec.js';
 import * as frame from '../../../src/gateway/protocol/v2-frame.js';
 import { LIVE, Session, type Transport } from '../../../src/gateway/session.js';
 import { message, noEvents } from './fixtures.js';
@@ -57,6 +59,52 @@ describe('hub with protocol v2 sessions', () => {
     const first = cache.get(body, frame.COMPRESSION_GZIP);
     expect(cache.get(body, frame.COMPRESSION_GZIP)).toBe(first);
     expect(cache.get(Buffer.from(body), frame.COMPRESSION_GZIP)).not.toBe(first);
+  });
+
+  it('revoke, read sync, join and leave keep their place behind queued messages, on v2 as on v1', async () => {
+    const hub = new Hub('n1', { coalesceMs: 0, maxSendBufferBytes: 1 << 20 }, noEvents);
+    const v2sent: (string | Buffer)[] = [];
+    const v1sent: (string | Buffer)[] = [];
+    const v2 = session(hub, 'o2', createBinaryCodec({ compressions: [], crc: true }, 64, true), v2sent);
+    const v1 = session(hub, 'o1', JSON_CODEC, v1sent);
+    for (const s of [v2, v1]) {
+      hub.deliverToUsers(message(`m-${s.id}`), [{ user: s.userId, seq: 1, devices: null }]);
+      const controls = [
+        ['revoke', { id: `m-${s.id}`, seq: 1 }],
+        ['read', { seq: 1 }],
+        ['join', { topic: 'room', user: 'x', device: 'd' }],
+        ['leave', { topic: 'room', user: 'x', device: 'd' }],
+      ] as const;
+      for (const [op, fields] of controls) hub.sendControl(s, op, fields, encodeControl(op, fields));
+      // Nothing reaches the wire ahead of the queued message.
+      expect(s === v2 ? v2sent : v1sent).toEqual([]);
+    }
+    await new Promise((r) => setImmediate(r));
+    const reader = new V2Reader();
+    const wire = v2sent.flatMap((b) => reader.push(b as Buffer));
+    // READ_SYNC (0x2A) on the wire, the v1 op `read` in the SDK.
+    expect(wire.map((m) => m.kind)).toEqual([
+      frame.KIND.message,
+      frame.KIND.revoke,
+      frame.KIND.read_sync,
+      frame.KIND.join,
+      frame.KIND.leave,
+    ]);
+    expect(wire.map((m) => m.seq)).toEqual([1, 2, 3, 4, 5]);
+    const ops = (frames: { op: string }[]) => frames.map((f) => f.op);
+    const v1frames = v1sent.flatMap((t) => [JSON.parse(t as string)].flat());
+    expect(ops(wire.flatMap(toServerFrames))).toEqual(['message', 'revoke', 'read', 'join', 'leave']);
+    expect(ops(v1frames)).toEqual(['message', 'revoke', 'read', 'join', 'leave']);
+    expect(wire.flatMap(toServerFrames)[2]).toEqual({ op: 'read', seq: 1 });
+  });
+
+  it('a client READ (0x03) from the SDK is the v1 op read on the server; the server never sends 0x03', () => {
+    expect(clientKind('read')).toBe(frame.KIND.read);
+    expect(decodeClientBody(clientKind('read')!, Buffer.from(JSON.stringify({ seq: 7 })))).toEqual({
+      op: 'read',
+      seq: 7,
+    });
+    expect(frame.KIND.read_sync).not.toBe(frame.KIND.read);
   });
 
   it('messages queued together for a v2 session go out as one BATCH frame', async () => {
