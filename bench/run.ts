@@ -16,7 +16,7 @@ import { dropMysqlDatabase } from '../test/helpers/mysql.js';
 import { HttpSender } from './http-sender.js';
 import type { PeerStats } from './peer.js';
 import { publishBodies, queueKind } from './queue-publishers.js';
-import type { PeerKind, WorkerCommand, WorkerReport } from './worker.js';
+import type { PeerKind, Protocol, WorkerCommand, WorkerReport } from './worker.js';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 // The bench runs from dist-bench/bench/; the server under test is the product's own build.
@@ -25,12 +25,24 @@ const MAX_SOCKETS_PER_WORKER = 15_000;
 const APP = 'bench';
 const SECRET = randomBytes(16).toString('hex');
 
+/** The raw peers (`bench/peer.ts`), by their `--peers` names, and how the tables name them. */
+export const PEERS = {
+  ws: 'raw ws',
+  socketio: 'Socket.IO',
+  uws: 'raw uWS (trufflesuite 20.30)',
+  'uws-btc': 'raw uWS (btc-vision 20.57)',
+  rfc6455: 'raw RFC 6455 (node:http)',
+} as const;
+export type PeerName = keyof typeof PEERS;
+
 export interface BenchOptions {
   quick: boolean;
   connections: number[];
   scenarios: string[];
-  /** Peers that idle and broadcast also run against (none with `--no-peers`). */
-  peers: ('ws' | 'socketio')[];
+  /** Peers that idle, broadcast and direct also run against (none with `--no-peers`). */
+  peers: PeerName[];
+  /** Protocols message-push is measured on, side by side (`--protocol v1,v2`). */
+  protocols: Protocol[];
   target: string | null;
   app: string;
   secret: string;
@@ -65,6 +77,10 @@ interface Target {
   name: string;
   kind: PeerKind;
   url: string;
+  /** message-push: the protocol its clients speak. */
+  protocol?: Protocol;
+  /** A raw peer's `POST /direct` (one message to a random connection). */
+  directUrl?: string;
   pid: number | null;
   broadcast(): Promise<number>;
   /**
@@ -134,7 +150,21 @@ function payload(): { t: number; pad: string } {
   return { t: Date.now(), pad: 'x'.repeat(160) }; // ≈ 200 bytes on the wire with framing fields
 }
 
-async function startPush(options: BenchOptions, extraEnv: Record<string, string> = {}): Promise<Target> {
+/** How the tables name message-push on a protocol: plain for v1, as every earlier run did. */
+const pushName = (protocol: Protocol) => (protocol === 'v1' ? 'message-push' : `message-push ${protocol}`);
+
+async function startPush(
+  options: BenchOptions,
+  extraEnv: Record<string, string> = {},
+  protocol: Protocol = 'v1',
+): Promise<Target> {
+  const named = await startPushServer(options, extraEnv);
+  return protocol === 'v1'
+    ? named
+    : { ...named, protocol, name: named.name.replace('message-push', pushName(protocol)) };
+}
+
+async function startPushServer(options: BenchOptions, extraEnv: Record<string, string>): Promise<Target> {
   if (options.target) return remoteTarget(options);
   const dir = mkdtempSync(join(tmpdir(), 'mp-bench-'));
   const port = 20000 + Math.floor(Math.random() * 20000);
@@ -239,12 +269,15 @@ function pushTarget(base: string, pid: number | null, app: string, secret: strin
   };
 }
 
-async function startPeer(kind: 'ws' | 'socketio', shards = 1): Promise<Target> {
+/** A raw peer as a child process; rejects (the run goes on without it) if it cannot start. */
+async function startPeer(kind: PeerName, shards = 1): Promise<Target> {
   const child = fork(join(HERE, 'peer.js'), [kind, String(shards)], {
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
   });
-  const port = await new Promise<number>((resolve) =>
-    child.once('message', (m: { port: number }) => resolve(m.port)),
+  const port = await new Promise<number>((resolve, reject) =>
+    child.once('message', (m: { op: string; port?: number; error?: string }) =>
+      m.op === 'listening' ? resolve(m.port!) : reject(new Error(m.error ?? 'peer failed')),
+    ),
   );
   const ask = <T>(cmd: object, reply: string) =>
     new Promise<T>((resolve) => {
@@ -258,9 +291,10 @@ async function startPeer(kind: 'ws' | 'socketio', shards = 1): Promise<Target> {
       child.send(cmd);
     });
   return {
-    name: (kind === 'ws' ? 'raw ws' : 'Socket.IO') + (shards > 1 ? ` ×${shards}` : ''),
-    kind,
-    url: kind === 'ws' ? `ws://127.0.0.1:${port}` : `http://127.0.0.1:${port}`,
+    name: PEERS[kind] + (shards > 1 ? ` ×${shards}` : ''),
+    kind: kind === 'socketio' ? 'socketio' : 'ws',
+    url: kind === 'socketio' ? `http://127.0.0.1:${port}` : `ws://127.0.0.1:${port}`,
+    directUrl: `http://127.0.0.1:${port}/direct`,
     pid: child.pid!,
     async broadcast() {
       const p = payload();
@@ -332,6 +366,7 @@ class Workers {
         secret: options.target ? options.secret : SECRET,
         concurrency: 64,
         ack,
+        protocol: target.protocol ?? 'v1',
       }),
       'connected',
       (r, worker) => {
@@ -446,21 +481,27 @@ async function idleAndBroadcast(
   }
 }
 
-/** Pushes at fixed rates to random connected users through the HTTP API; latency is ingest → client. */
-async function direct(options: BenchOptions, rows: Row[]): Promise<void> {
+/**
+ * Pushes at fixed rates to random connected users through the HTTP API; latency is ingest →
+ * client. On a raw peer (`target.directUrl`) the same steps go to its `POST /direct`, which
+ * hands the message to a random connection from memory: the floor of the path, no store.
+ */
+async function direct(target: Target, options: BenchOptions, rows: Row[]): Promise<void> {
   const users = options.quick ? 5000 : 10_000;
-  const target = await startPush(options);
   const workers = new Workers(2);
   let sender: HttpSender | null = null;
   try {
-    const conn = await workers.connect(target, users, options, true);
+    const isPush = target.kind === 'push';
+    const conn = await workers.connect(target, users, options, isPush);
     const base = target.url.replace(/^ws/, 'http').replace(/\/v1\/ws$/, '');
     const auth = `Basic ${Buffer.from(`${options.target ? options.app : APP}:${options.target ? options.secret : SECRET}`).toString('base64')}`;
     const rates = options.rates ?? (options.quick ? [1000, 2500, 5000] : [1000, 2500, 5000, 7500, 10_000]);
     const stepMs = options.quick ? 4000 : 8000;
-    const body = () =>
-      JSON.stringify({ to: { users: [`u${Math.floor(Math.random() * conn.open)}`] }, data: payload() });
-    const pushSender = new HttpSender(`${base}/v1/push`, auth, SENDER_CONNECTIONS);
+    const body = isPush
+      ? () =>
+          JSON.stringify({ to: { users: [`u${Math.floor(Math.random() * conn.open)}`] }, data: payload() })
+      : () => JSON.stringify(payload());
+    const pushSender = new HttpSender(target.directUrl ?? `${base}/v1/push`, auth, SENDER_CONNECTIONS);
     sender = pushSender; // closed in finally
     const pushOne = () => pushSender.post(body());
     // Steady state, not a cold start: 3 s at 1000/s first, unmeasured. The first step used
@@ -485,10 +526,12 @@ async function direct(options: BenchOptions, rows: Row[]): Promise<void> {
       const got = await workers.collect();
       const sorted = got.latencies.sort((a, b) => a - b);
       const loop = await target.loop();
-      const server = histogramDelta(before.delivery ?? new Map(), loop.delivery ?? new Map());
+      const server = before.delivery
+        ? histogramDelta(before.delivery, loop.delivery ?? new Map())
+        : { p50: '', p99: '' };
       const row: Row = {
         scenario: 'direct',
-        server: 'message-push',
+        server: target.name,
         connections: conn.open,
         'rate msg/s': rate,
         'achieved msg/s': Math.round(sent.ok / (stepMs / 1000)),
@@ -509,7 +552,7 @@ async function direct(options: BenchOptions, rows: Row[]): Promise<void> {
     }
     rows.push({
       scenario: 'direct',
-      server: 'message-push',
+      server: target.name,
       connections: conn.open,
       'held at p99<10ms': held10,
       'held at p99<50ms': held50,
@@ -517,7 +560,6 @@ async function direct(options: BenchOptions, rows: Row[]): Promise<void> {
   } finally {
     sender?.close();
     await workers.close();
-    await target.stop();
   }
 }
 
@@ -648,6 +690,34 @@ async function acks(options: BenchOptions, rows: Row[]): Promise<void> {
 
 // ---------- helpers ----------
 
+async function withTarget(start: () => Promise<Target>, use: (t: Target) => Promise<void>): Promise<void> {
+  const target = await start();
+  try {
+    await use(target);
+  } finally {
+    await target.stop();
+  }
+}
+
+/** Runs `use` on a raw peer; a peer that does not load here becomes a row saying why. */
+async function withPeer(
+  kind: PeerName,
+  shards: number,
+  rows: Row[],
+  scenario: string,
+  use: (t: Target) => Promise<void>,
+): Promise<void> {
+  let target: Target;
+  try {
+    target = await startPeer(kind, shards);
+  } catch (err) {
+    process.stderr.write(`  ${PEERS[kind]}: skipped, ${(err as Error).message}\n`);
+    rows.push({ scenario, server: PEERS[kind], connections: 0, skipped: (err as Error).message });
+    return;
+  }
+  await withTarget(async () => target, use);
+}
+
 /** Offers `rate` requests a second for `ms`; `send` resolves with the response status (0: none). */
 async function pace(rate: number, ms: number, send: () => Promise<number>) {
   let ok = 0;
@@ -728,12 +798,12 @@ function table(rows: Row[]): string {
     if (scenario === 'idle' || scenario === 'broadcast') {
       const keys =
         scenario === 'idle' ? ['RSS/conn KiB', 'loop p99 ms'] : ['to last client ms', 'CPU µs/delivery'];
-      for (const r of rs.filter((x) => x.server === 'message-push')) {
-        for (const peer of ['raw ws', 'Socket.IO']) {
+      for (const r of rs.filter((x) => x.server.startsWith('message-push'))) {
+        for (const peer of Object.values(PEERS)) {
           const p = rs.find((x) => x.server === peer && x.connections === r.connections);
           if (!p) continue;
           out.push(
-            `\n${scenario} @ ${r.connections}: message-push / ${peer}: ${keys.map((k) => `${k} ${round(Number(r[k]) / Number(p[k]), 2)}×`).join(', ')}`,
+            `\n${scenario} @ ${r.connections}: ${r.server} / ${peer}: ${keys.map((k) => `${k} ${round(Number(r[k]) / Number(p[k]), 2)}×`).join(', ')}`,
           );
         }
       }
@@ -753,23 +823,34 @@ export async function runBench(options: BenchOptions): Promise<void> {
   process.stderr.write(`${header}\n`);
   for (const n of options.connections) {
     if (options.scenarios.includes('idle') || options.scenarios.includes('broadcast')) {
-      // Socket.IO has no sharded peer (it would need an adapter).
-      const peers = options.peers.filter((p) => options.shards === 1 || p === 'ws');
-      const kinds: PeerKind[] = options.target ? ['push'] : ['push', ...peers];
-      for (const kind of kinds) {
-        process.stderr.write(`- idle + broadcast, ${n} connections, ${kind}\n`);
-        const target = kind === 'push' ? await startPush(options) : await startPeer(kind, options.shards);
-        try {
-          await idleAndBroadcast(target, n, options, rows);
-        } finally {
-          await target.stop();
-        }
+      for (const protocol of options.protocols) {
+        process.stderr.write(`- idle + broadcast, ${n} connections, ${pushName(protocol)}\n`);
+        await withTarget(
+          () => startPush(options, {}, protocol),
+          (t) => idleAndBroadcast(t, n, options, rows),
+        );
+      }
+      // Only the raw ws floor is sharded (node:cluster); the others would need adapters.
+      const peers = options.target ? [] : options.peers.filter((p) => options.shards === 1 || p === 'ws');
+      for (const kind of peers) {
+        process.stderr.write(`- idle + broadcast, ${n} connections, ${PEERS[kind]}\n`);
+        await withPeer(kind, options.shards, rows, 'idle', (t) => idleAndBroadcast(t, n, options, rows));
       }
     }
   }
   if (options.scenarios.includes('direct')) {
-    process.stderr.write('- direct\n');
-    await direct(options, rows);
+    for (const protocol of options.protocols) {
+      process.stderr.write(`- direct, ${pushName(protocol)}\n`);
+      await withTarget(
+        () => startPush(options, {}, protocol),
+        (t) => direct(t, options, rows),
+      );
+    }
+    // The raw peers' in-memory floor of the same steps (no sharded peer serves /direct).
+    for (const kind of options.target || options.shards > 1 ? [] : options.peers) {
+      process.stderr.write(`- direct, ${PEERS[kind]}\n`);
+      await withPeer(kind, 1, rows, 'direct', (t) => direct(t, options, rows));
+    }
   }
   if (options.scenarios.includes('store') && !options.target) {
     process.stderr.write('- store-write\n');

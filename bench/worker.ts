@@ -5,8 +5,12 @@
  */
 import WebSocket from 'ws';
 import { signClientToken } from '../src/auth/tokens.js';
+import { SUBPROTOCOL_BINARY } from '../src/gateway/protocol/binary-codec.js';
+import { FrameReader, FrameWriter, KIND } from '../src/gateway/protocol/v2-frame.js';
 
+/** The client a worker opens: message-push's, a plain WebSocket (the raw peers) or Socket.IO's. */
 export type PeerKind = 'push' | 'ws' | 'socketio';
+export type Protocol = 'v1' | 'v2';
 
 export type WorkerCommand =
   | {
@@ -24,6 +28,8 @@ export type WorkerCommand =
       concurrency: number;
       /** Ack every message (our server only). */
       ack?: boolean;
+      /** Our server only: v1 JSON text frames, or v2 binary frames offering gzip and snappy as the Node SDK does. */
+      protocol?: Protocol;
     }
   | { op: 'reset' }
   | { op: 'collect' }
@@ -70,6 +76,70 @@ function onPushFrame(ws: WebSocket, text: string, ack: boolean): void {
   if (ack && maxSeq > 0) ws.send(`{"op":"ack","seq":${maxSeq}}`);
 }
 
+/**
+ * A v2 message record (docs/reference/protocol-v2.md): form byte, topic + offset or seq,
+ * id, type, timestamp, then the data as JSON. Returns the seq (0 for a topic record).
+ */
+function onV2Record(b: Buffer, now: number): number {
+  let at = 1;
+  const varuint = () => {
+    let value = 0;
+    for (let shift = 1; ; shift *= 128) {
+      const byte = b[at++]!;
+      value += (byte & 0x7f) * shift;
+      if (byte < 0x80) return value;
+    }
+  };
+  const form = b[0]!;
+  let seq = 0;
+  if (form & 1) {
+    at += 1 + b[at]!;
+    varuint();
+  } else {
+    seq = varuint();
+  }
+  if (form & 2) at += 16;
+  else at += varuint();
+  if (form & 4) at++;
+  else at += 1 + b[at]!;
+  varuint();
+  onPayload(JSON.parse(b.toString('utf8', at)), now);
+  return seq;
+}
+
+/** Message and batch frames of v2; acks the highest seq as a v2 ACK frame. */
+function onV2Data(
+  ws: WebSocket,
+  reader: FrameReader,
+  writer: FrameWriter,
+  data: Buffer,
+  ack: boolean,
+): boolean {
+  const now = Date.now();
+  let maxSeq = 0;
+  let welcome = false;
+  for (const m of reader.push(data)) {
+    if (m.kind === KIND.welcome) welcome = true;
+    else if (m.kind === KIND.message) maxSeq = Math.max(maxSeq, onV2Record(m.body, now));
+    else if (m.kind === KIND.batch) {
+      for (let at = 0; at < m.body.length; ) {
+        let length = 0;
+        for (let shift = 1; ; shift *= 128) {
+          const byte = m.body[at++]!;
+          length += (byte & 0x7f) * shift;
+          if (byte < 0x80) break;
+        }
+        maxSeq = Math.max(maxSeq, onV2Record(m.body.subarray(at, at + length), now));
+        at += length;
+      }
+    }
+  }
+  if (ack && maxSeq > 0) {
+    for (const f of writer.frames(KIND.ack, Buffer.from(`{"seq":${maxSeq}}`))) ws.send(f);
+  }
+  return welcome;
+}
+
 async function openPush(cmd: Extract<WorkerCommand, { op: 'connect' }>, i: number): Promise<Client> {
   const user = `u${cmd.first + i}`;
   const token = await signClientToken({
@@ -78,16 +148,30 @@ async function openPush(cmd: Extract<WorkerCommand, { op: 'connect' }>, i: numbe
     ttlSeconds: 3600,
     platform: 'bench',
   });
-  const ws = new WebSocket(`${cmd.url}?app=${cmd.app}&token=${token}`, {
-    localAddress: cmd.localAddresses[i % cmd.localAddresses.length],
-    perMessageDeflate: false,
-  });
+  const v2 = cmd.protocol === 'v2';
+  const ws = new WebSocket(
+    `${cmd.url}?app=${cmd.app}&token=${token}${v2 ? '&codecs=gzip,snappy' : ''}`,
+    v2 ? [SUBPROTOCOL_BINARY] : [],
+    {
+      localAddress: cmd.localAddresses[i % cmd.localAddresses.length],
+      perMessageDeflate: false,
+    },
+  );
+  const ack = cmd.ack === true;
   return new Promise((resolve, reject) => {
     ws.once('error', reject);
+    if (v2) {
+      const reader = new FrameReader();
+      const writer = new FrameWriter(0, Number.POSITIVE_INFINITY, false);
+      ws.on('message', (d: Buffer) => {
+        if (onV2Data(ws, reader, writer, d, ack)) resolve(ws);
+      });
+      return;
+    }
     ws.on('message', (d) => {
       const text = d.toString();
       if (text.startsWith('{"op":"welcome"')) resolve(ws);
-      else onPushFrame(ws, text, cmd.ack === true);
+      else onPushFrame(ws, text, ack);
     });
   });
 }
