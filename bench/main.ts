@@ -9,7 +9,8 @@ import { PEERS, type PeerName, runBench } from './run.js';
 import type { Protocol } from './worker.js';
 
 const USAGE = `npm run bench -- [--quick] [--connections 5000,15000]
-    [--scenarios idle,broadcast,direct,store,batch,queue,ack,wire,group,rooms] [--protocol v1,v2]
+    [--scenarios idle,broadcast,direct,store,batch,queue,ack,wire,group,room] [--protocol v1,v2]
+    [--members 100000,1000000] [--room SUBSCRIBERS,MSG_PER_S,SECONDS,MERGE_MS]
     [--peers ws,socketio,uws,uws-btc,rfc6455 | --no-peers] [--target http://host:port --app A --secret S] [--source-addresses 8]
     [--cpu-prof DIR] [--rates 1000,2500,5000] [--out bench/results]
     [--shards N --db-url mysql://… --bus-url redis://…] [--queue-url amqp://…,nats://…,redis://…]`;
@@ -31,6 +32,15 @@ function parseProtocols(list: string): Protocol[] {
   return protocols as Protocol[];
 }
 
+/** `--room 15000,1000,10,1000`: subscribers, messages a second, seconds, merge_ms. */
+function parseRoom(spec: string) {
+  const [subscribers, rate, seconds, mergeMs] = spec.split(',').map(Number);
+  if (![subscribers, rate, seconds, mergeMs].every((n) => Number.isInteger(n) && n! > 0)) {
+    throw new Error('--room: four positive integers, SUBSCRIBERS,MSG_PER_S,SECONDS,MERGE_MS');
+  }
+  return { subscribers: subscribers!, rate: rate!, seconds: seconds!, mergeMs: mergeMs! };
+}
+
 async function main(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
@@ -50,6 +60,8 @@ async function main(argv: string[]): Promise<number> {
       out: { type: 'string' },
       'cpu-prof': { type: 'string' },
       rates: { type: 'string' },
+      members: { type: 'string' },
+      room: { type: 'string' },
       'db-url': { type: 'string' },
       'bus-url': { type: 'string' },
       'queue-url': { type: 'string' },
@@ -81,6 +93,8 @@ async function main(argv: string[]): Promise<number> {
     out: values.out ?? 'bench/results',
     cpuProfDir: values['cpu-prof'] ?? null,
     rates: values.rates ? values.rates.split(',').map(Number) : null,
+    groupMembers: (values.members ?? '100000').split(',').map(Number),
+    room: parseRoom(values.room ?? (quick ? '2000,1000,10,1000' : '15000,1000,10,1000')),
   });
   return 0;
 }

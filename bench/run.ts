@@ -13,6 +13,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { dropMysqlDatabase } from '../test/helpers/mysql.js';
+import { freePort } from './group-push.js';
 import { HttpSender } from './http-sender.js';
 import type { PeerStats } from './peer.js';
 import { publishBodies, queueKind } from './queue-publishers.js';
@@ -62,6 +63,10 @@ export interface BenchOptions {
   cpuProfDir: string | null;
   /** Offered rates of the direct scenario's steps (msg/s), or null for the default steps. */
   rates: number[] | null;
+  /** The room scenario's load (`--room 15000,1000,10,1000`: subscribers, msg/s, seconds, merge_ms). */
+  room: { subscribers: number; rate: number; seconds: number; mergeMs: number };
+  /** The group scenario's group sizes (`--members 100000`). */
+  groupMembers: number[];
 }
 
 interface Row {
@@ -167,7 +172,7 @@ async function startPush(
 async function startPushServer(options: BenchOptions, extraEnv: Record<string, string>): Promise<Target> {
   if (options.target) return remoteTarget(options);
   const dir = mkdtempSync(join(tmpdir(), 'mp-bench-'));
-  const port = 20000 + Math.floor(Math.random() * 20000);
+  const port = await freePort();
   const sharded = options.shards > 1;
   const dbUrl = sharded ? benchDatabase(options.dbUrl) : '';
   const prof = options.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', options.cpuProfDir] : [];
@@ -348,7 +353,7 @@ class Workers {
     );
   }
 
-  async connect(target: Target, total: number, options: BenchOptions, ack = false) {
+  async connect(target: Target, total: number, options: BenchOptions, ack = false, topic?: string) {
     const per = Math.ceil(total / this.procs.length);
     const addresses = Array.from({ length: options.sourceAddresses }, (_, i) => `127.0.0.${i + 1}`);
     const progress = new Map<number, number>();
@@ -367,6 +372,7 @@ class Workers {
         concurrency: 64,
         ack,
         protocol: target.protocol ?? 'v1',
+        ...(topic ? { topic } : {}),
       }),
       'connected',
       (r, worker) => {
@@ -394,15 +400,22 @@ class Workers {
     for (const p of this.procs) p.send({ op: 'reset' } satisfies WorkerCommand);
   }
 
-  async collect() {
+  /** What the clients received since the last reset (`latencies` false: counts only, a cheap poll). */
+  async collect(latencies = true) {
     const reports = await this.all<Extract<WorkerReport, { op: 'collected' }>>(
-      () => ({ op: 'collect' }),
+      () => ({ op: 'collect', latencies }),
       'collected',
     );
+    const rooms = reports.flatMap((r) => (r.room ? [r.room] : []));
     return {
       latencies: reports.flatMap((r) => r.latencies),
       received: reports.reduce((n, r) => n + r.received, 0),
       lastAt: Math.max(...reports.map((r) => r.lastAt)),
+      room: {
+        frames: rooms.reduce((n, r) => n + r.frames, 0),
+        outOfOrder: rooms.reduce((n, r) => n + r.outOfOrder, 0),
+        minCount: Math.min(...rooms.map((r) => r.minCount)),
+      },
     };
   }
 
@@ -560,6 +573,93 @@ async function direct(target: Target, options: BenchOptions, rows: Row[]): Promi
   } finally {
     sender?.close();
     await workers.close();
+  }
+}
+
+/**
+ * A live room (docs/groups-and-rooms.md): `subscribers` clients on one topic, `rate` messages
+ * a second pushed to it for `seconds`, once with `merge_ms` set and once without, each on a
+ * fresh server. Per run: whether every subscriber got every message in offset order, frames
+ * read, server CPU per delivered message, accept → client latency (sampled subscribers).
+ * The unmerged run may not keep up: after the pushes it gets as long as the pushing took,
+ * then reports what it delivered and at what rate.
+ */
+async function liveRoom(options: BenchOptions, rows: Row[]): Promise<void> {
+  const { subscribers, rate, seconds, mergeMs } = options.room;
+  const topic = 'live';
+  const results: Row[] = [];
+  for (const merge of [mergeMs, 0]) {
+    const target = await startPush(options);
+    const workers = new Workers(Math.max(2, Math.ceil(subscribers / MAX_SOCKETS_PER_WORKER)));
+    try {
+      const base = target.url.replace(/^ws/, 'http').replace(/\/v1\/ws$/, '');
+      const auth = `Basic ${Buffer.from(`${options.target ? options.app : APP}:${options.target ? options.secret : SECRET}`).toString('base64')}`;
+      if (merge > 0) {
+        const res = await httpJson(`${base}/v1/topics/${topic}/settings`, 'PUT', { merge_ms: merge }, auth);
+        if (res.status >= 300) throw new Error(`room settings refused: ${res.status} ${res.text}`);
+      }
+      const conn = await workers.connect(target, subscribers, options, false, topic);
+      if (target.pid) await settle(target.pid);
+      workers.reset();
+      const total = rate * seconds;
+      const tickMs = 50;
+      const perTick = Math.max(1, Math.round((rate * tickMs) / 1000));
+      const cpu0 = target.pid ? procStats(target.pid).cpuMs : Number.NaN;
+      const started = Date.now();
+      let sent = 0;
+      while (sent < total) {
+        const n = Math.min(perTick, total - sent);
+        const messages = Array.from({ length: n }, (_, k) => ({ to: { topic }, data: { k: sent + k } }));
+        const res = await httpJson(`${base}/v1/push/batch`, 'POST', { messages }, auth);
+        if (res.status !== 200) throw new Error(`room push refused: ${res.status} ${res.text}`);
+        sent += n;
+        const wait = started + (sent / rate) * 1000 - Date.now();
+        if (wait > 0) await sleep(wait);
+      }
+      const pushedMs = Date.now() - started;
+      const expected = total * conn.open;
+      const deadline = Date.now() + Math.max(pushedMs, 10_000);
+      let got = await workers.collect(false);
+      while (got.received < expected && Date.now() < deadline) {
+        await sleep(500);
+        got = await workers.collect(false);
+      }
+      const cpuMs = (target.pid ? procStats(target.pid).cpuMs : Number.NaN) - cpu0;
+      const elapsedMs = Math.max(1, (got.received >= expected ? got.lastAt : Date.now()) - started);
+      got = await workers.collect(true);
+      const sorted = got.latencies.sort((a, b) => a - b);
+      const row: Row = {
+        scenario: 'room',
+        server: merge > 0 ? `message-push, merge_ms ${merge}` : 'message-push, no merging',
+        connections: conn.open,
+        'msg/s offered': Math.round(total / (pushedMs / 1000)),
+        delivered: `${got.received}/${expected}`,
+        'every message, in offset order':
+          got.room.minCount >= total && got.room.outOfOrder === 0 ? 'yes' : 'no',
+        'out of order': got.room.outOfOrder,
+        'delivered/s': Math.round(got.received / (elapsedMs / 1000)),
+        frames: got.room.frames,
+        'server CPU s': round(cpuMs / 1000, 2),
+        'CPU µs/delivered': round((cpuMs * 1000) / Math.max(1, got.received), 3),
+        'p50 ms': pct(sorted, 50),
+        'p99 ms': pct(sorted, 99),
+        'max ms': sorted[sorted.length - 1] ?? Number.NaN,
+      };
+      results.push(row);
+      rows.push(row);
+    } finally {
+      await workers.close();
+      await target.stop();
+    }
+  }
+  const [merged, plain] = results;
+  if (merged && plain) {
+    rows.push({
+      scenario: 'room',
+      server: 'merged / unmerged',
+      connections: Number(merged.connections),
+      'CPU µs/delivered': round(Number(merged['CPU µs/delivered']) / Number(plain['CPU µs/delivered']), 3),
+    });
   }
 }
 
@@ -868,6 +968,48 @@ export async function runBench(options: BenchOptions): Promise<void> {
   if (options.scenarios.includes('ack')) {
     process.stderr.write('- ack\n');
     await acks(options, rows);
+  }
+  if (options.scenarios.includes('room') && !options.target) {
+    const r = options.room;
+    process.stderr.write(`- live room, ${r.subscribers} subscribers, ${r.rate} msg/s for ${r.seconds} s\n`);
+    await liveRoom(options, rows);
+  }
+  if (options.scenarios.includes('group') && !options.target) {
+    const { measureGroupPush } = await import('./group-push.js');
+    const stores = ['sqlite', ...(/^(mysql|mariadb):/.test(options.dbUrl) ? [options.dbUrl] : [])];
+    for (const members of options.groupMembers) {
+      for (const db of stores) {
+        process.stderr.write(`- group push, ${members} members, ${db.split(':')[0]}\n`);
+        const g = await measureGroupPush({ db, members, online: 2000, batch: 2000 });
+        rows.push({
+          scenario: 'group',
+          server: `message-push (${g.store})`,
+          connections: g.online,
+          members: g.members,
+          'membership load s': round(g.membership_load_ms / 1000, 1),
+          'accepted + durable s': round(g.group_accepted_ms / 1000, 2),
+          'server CPU s': round(g.group_server_cpu_ms / 1000, 2),
+          'first online member ms': g.group_first_delivery_ms,
+          'last online member ms': g.group_last_delivery_ms,
+          '$all to the same sockets ms': g.all_last_delivery_ms,
+          'last vs $all': g.ratio_last_delivery_vs_all,
+        });
+      }
+    }
+  }
+  if (options.scenarios.includes('wire') && !options.target) {
+    process.stderr.write('- wire bytes, v1 and v2\n');
+    const { measureWireBytes, MIX } = await import('./wire-bytes.js');
+    const wire = await measureWireBytes(options.quick ? 100 : 200);
+    for (const variant of [...new Set(wire.map((w) => w.variant))]) {
+      const row: Row = { scenario: 'wire', server: variant, connections: 1 };
+      for (const size of [...MIX.map((m) => m.size), 'mix' as const]) {
+        const w = wire.find((x) => x.variant === variant && x.size === size)!;
+        row[size === 'mix' ? 'mix B/msg' : `~${size} B data: B/msg`] =
+          `${round(w.bytesPerMessage, 0)} (${round(w.ofV1 * 100, 0)} %)`;
+      }
+      rows.push(row);
+    }
   }
   const text = `${header}\n${table(rows)}\n`;
   console.log(text);

@@ -16,7 +16,7 @@ import { createServer } from '../src/server.js';
  * the same messages pushed to all of them one at a time (no coalescing). Bytes are what
  * each client socket read (WebSocket or TCP framing included, TCP/IP headers not).
  *
- *   node dist-bench/bench/wire-bytes.js [count per size]
+ *   npm run bench -- --scenarios wire      (100 messages per size with --quick, else 200)
  *
  * The mix (docs/reference/protocol-v2.md): 50 % ~100 B, 35 % ~500 B, 15 % ~4 KiB of
  * notification `data` (title, text, level, url, counters; the 4 KiB one lists order items),
@@ -251,24 +251,4 @@ export async function measureWireBytes(perSize = 200): Promise<WireRow[]> {
     await server.stop();
     rmSync(dataDir, { recursive: true, force: true });
   }
-}
-
-/** The rows as the markdown table of docs/reference/protocol-v2.md. */
-export function formatWireTable(rows: readonly WireRow[]): string {
-  const sizes = [...MIX.map((m) => m.size), 'mix' as const];
-  const variants = [...new Set(rows.map((r) => r.variant))];
-  const head = `| variant | ${sizes.map((s) => (s === 'mix' ? 'mix' : `~${s} B`)).join(' | ')} |`;
-  const lines = variants.map((v) => {
-    const cells = sizes.map((s) => {
-      const r = rows.find((x) => x.variant === v && x.size === s)!;
-      return `${r.bytesPerMessage.toFixed(0)} B (${(r.ofV1 * 100).toFixed(0)} %)`;
-    });
-    return `| ${v} | ${cells.join(' | ')} |`;
-  });
-  return [head, `| --- | ${sizes.map(() => '---').join(' | ')} |`, ...lines].join('\n');
-}
-
-if (import.meta.url === `file://${process.argv[1]}`) {
-  const rows = await measureWireBytes(Number(process.argv[2] ?? 200));
-  console.log(formatWireTable(rows));
 }
