@@ -21,8 +21,8 @@ import { signClientToken } from '../src/auth/tokens.js';
 import { dropMysqlDatabase } from '../test/helpers/mysql.js';
 
 const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
-const APP = 'bench';
-const SECRET = randomBytes(16).toString('hex');
+export const APP = 'bench';
+export const SECRET = randomBytes(16).toString('hex');
 const DEADLINE_MS = 900_000;
 
 /**

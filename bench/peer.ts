@@ -192,6 +192,10 @@ interface UwsApp {
 async function uwsEngine(pkg: string): Promise<Engine> {
   const mod = (await import(pkg)) as { default?: Uws } & Uws;
   const uws: Uws = mod.default ?? mod;
+  // The trufflesuite package quietly falls back to a JavaScript emulation on top of `ws`
+  // when it has no binary for this Node; that would measure `ws` under another name.
+  if (!('SSLApp' in uws))
+    throw new Error(`${pkg} has no native binary for this Node (fell back to JavaScript)`);
   const open = new Set<UwsSocket>();
   const direct = (payload: string) => pick(open)?.send(payload, false);
   const app = uws
