@@ -589,7 +589,9 @@ async function liveRoom(options: BenchOptions, rows: Row[]): Promise<void> {
   const topic = 'live';
   const results: Row[] = [];
   for (const merge of [mergeMs, 0]) {
-    const target = await startPush(options);
+    // No load shedding: a push refused with 503 would read as a message the room lost. How
+    // far behind the server fell shows as its event-loop delay and the latency instead.
+    const target = await startPush(options, { PUSH_OVERLOAD_DELAY_MS: '0' });
     const workers = new Workers(Math.max(2, Math.ceil(subscribers / MAX_SOCKETS_PER_WORKER)));
     try {
       const base = target.url.replace(/^ws/, 'http').replace(/\/v1\/ws$/, '');
@@ -601,6 +603,7 @@ async function liveRoom(options: BenchOptions, rows: Row[]): Promise<void> {
       const conn = await workers.connect(target, subscribers, options, false, topic);
       if (target.pid) await settle(target.pid);
       workers.reset();
+      await target.resetLoop();
       const total = rate * seconds;
       const tickMs = 50;
       const perTick = Math.max(1, Math.round((rate * tickMs) / 1000));
@@ -625,6 +628,7 @@ async function liveRoom(options: BenchOptions, rows: Row[]): Promise<void> {
         got = await workers.collect(false);
       }
       const cpuMs = (target.pid ? procStats(target.pid).cpuMs : Number.NaN) - cpu0;
+      const loop = await target.loop();
       const elapsedMs = Math.max(1, (got.received >= expected ? got.lastAt : Date.now()) - started);
       got = await workers.collect(true);
       const sorted = got.latencies.sort((a, b) => a - b);
@@ -644,6 +648,7 @@ async function liveRoom(options: BenchOptions, rows: Row[]): Promise<void> {
         'p50 ms': pct(sorted, 50),
         'p99 ms': pct(sorted, 99),
         'max ms': sorted[sorted.length - 1] ?? Number.NaN,
+        'loop p99/max ms': `${round(loop.p99, 1)}/${round(loop.max, 1)}`,
       };
       results.push(row);
       rows.push(row);
