@@ -10,8 +10,9 @@ import cluster from 'node:cluster';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { WebSocketServer } from 'ws';
-import { attachRfc6455, RFC6455_OPCODES, serverFrame } from './rfc6455.js';
+import type { Socket } from 'socket.io';
+import { type WebSocket, WebSocketServer } from 'ws';
+import { attachRfc6455, RFC6455_OPCODES, type Rfc6455Connection, serverFrame } from './rfc6455.js';
 
 export type PeerCommand = { op: 'broadcast'; payload: string } | { op: 'stats' } | { op: 'reset-stats' };
 export interface PeerStats {
@@ -75,11 +76,34 @@ interface Engine {
 
 const PING_EVERY_MS = 25_000;
 
-/** A random element of a set, without copying it: the peers' "direct" is one random connection. */
-function pick<T>(set: { size: number; values(): Iterable<T> }): T | undefined {
-  let skip = Math.floor(Math.random() * set.size);
-  for (const x of set.values()) if (skip-- === 0) return x;
-  return undefined;
+/**
+ * The open connections, kept so that a random one is found in O(1), as message-push finds a
+ * user's sockets by id: walking a Set to a random position would add O(n) to every direct
+ * message of the peers and none to ours.
+ */
+class Pool<T> {
+  readonly all: T[] = [];
+  private readonly at = new Map<T, number>();
+
+  add(x: T): void {
+    this.at.set(x, this.all.length);
+    this.all.push(x);
+  }
+
+  delete(x: T): void {
+    const i = this.at.get(x);
+    if (i === undefined) return;
+    const last = this.all.pop()!;
+    this.at.delete(x);
+    if (last !== x) {
+      this.all[i] = last;
+      this.at.set(last, i);
+    }
+  }
+
+  pick(): T | undefined {
+    return this.all[Math.floor(Math.random() * this.all.length)];
+  }
 }
 
 /**
@@ -108,8 +132,13 @@ function nodeListen(http: Server): Promise<number> {
 function wsEngine(): Engine {
   const http = createServer();
   const wss = new WebSocketServer({ server: http, perMessageDeflate: false });
-  wss.on('connection', (ws) => ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary })));
-  directRoute(http, (payload) => pick(wss.clients)?.send(payload));
+  const pool = new Pool<WebSocket>();
+  wss.on('connection', (ws) => {
+    pool.add(ws);
+    ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
+    ws.on('close', () => pool.delete(ws));
+  });
+  directRoute(http, (payload) => pool.pick()?.send(payload));
   return {
     broadcast: (payload) => {
       for (const c of wss.clients) c.send(payload);
@@ -124,11 +153,16 @@ function wsEngine(): Engine {
 async function socketIoEngine(): Promise<Engine> {
   const http = createServer();
   const { Server: IoServer } = await import('socket.io');
+  const pool = new Pool<Socket>();
   // Added before Socket.IO wraps the request listeners: it hands on what is not its path.
-  directRoute(http, (payload) => pick(io.sockets.sockets)?.emit('m', JSON.parse(payload)));
+  directRoute(http, (payload) => pool.pick()?.emit('m', JSON.parse(payload)));
   // Socket.IO pings on its own (pingInterval, default 25 s).
   const io = new IoServer(http, { transports: ['websocket'], perMessageDeflate: false });
-  io.on('connection', (socket) => socket.on('m', (d: unknown) => socket.emit('m', d)));
+  io.on('connection', (socket) => {
+    pool.add(socket);
+    socket.on('m', (d: unknown) => socket.emit('m', d));
+    socket.on('disconnect', () => pool.delete(socket));
+  });
   return {
     broadcast: (payload) => io.emit('m', JSON.parse(payload)),
     ping: () => {},
@@ -138,16 +172,22 @@ async function socketIoEngine(): Promise<Engine> {
 
 function rfc6455Engine(): Engine {
   const http = createServer();
-  const open = attachRfc6455(http, (c, data, opcode) => c.write(serverFrame(opcode, data)));
+  const pool = new Pool<Rfc6455Connection>();
+  attachRfc6455(
+    http,
+    (c) => pool.add(c),
+    (c) => pool.delete(c),
+    (c, data, opcode) => c.write(serverFrame(opcode, data)),
+  );
   const text = (payload: string) => serverFrame(RFC6455_OPCODES.text, Buffer.from(payload));
-  directRoute(http, (payload) => pick(open)?.write(text(payload)));
+  directRoute(http, (payload) => pool.pick()?.write(text(payload)));
   return {
     broadcast: (payload) => {
       const frame = text(payload);
-      for (const c of open) c.write(frame);
+      for (const c of pool.all) c.write(frame);
     },
     ping: () => {
-      for (const c of open) c.ping();
+      for (const c of pool.all) c.ping();
     },
     listen: () => nodeListen(http),
   };
@@ -196,8 +236,8 @@ async function uwsEngine(pkg: string): Promise<Engine> {
   // when it has no binary for this Node; that would measure `ws` under another name.
   if (!('SSLApp' in uws))
     throw new Error(`${pkg} has no native binary for this Node (fell back to JavaScript)`);
-  const open = new Set<UwsSocket>();
-  const direct = (payload: string) => pick(open)?.send(payload, false);
+  const pool = new Pool<UwsSocket>();
+  const direct = (payload: string) => pool.pick()?.send(payload, false);
   const app = uws
     .App()
     .ws('/*', {
@@ -205,9 +245,9 @@ async function uwsEngine(pkg: string): Promise<Engine> {
       maxPayloadLength: 64 * 1024,
       // Pings come from the peer's own 25 s timer, as for the other peers; no idle timeout.
       idleTimeout: 0,
-      open: (ws) => open.add(ws),
+      open: (ws) => pool.add(ws),
       message: (ws, message, isBinary) => ws.send(message, isBinary),
-      close: (ws) => open.delete(ws),
+      close: (ws) => pool.delete(ws),
     })
     .post('/direct', (res) => {
       let body = '';
@@ -221,10 +261,10 @@ async function uwsEngine(pkg: string): Promise<Engine> {
     });
   return {
     broadcast: (payload) => {
-      for (const ws of open) ws.send(payload, false);
+      for (const ws of pool.all) ws.send(payload, false);
     },
     ping: () => {
-      for (const ws of open) ws.ping();
+      for (const ws of pool.all) ws.ping();
     },
     listen: () =>
       new Promise((resolve, reject) =>

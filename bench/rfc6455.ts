@@ -156,15 +156,13 @@ export class Rfc6455Connection {
   }
 }
 
-/**
- * Serves WebSocket upgrades on `server`; `onMessage` gets each whole data message. Returns
- * the open connections (a connection leaves the set when its socket closes).
- */
+/** Serves WebSocket upgrades on `server`; `onMessage` gets each whole data message. */
 export function attachRfc6455(
   server: Server,
+  onOpen: (c: Rfc6455Connection) => void,
+  onClose: (c: Rfc6455Connection) => void,
   onMessage: (c: Rfc6455Connection, data: Buffer, opcode: number) => void,
-): Set<Rfc6455Connection> {
-  const open = new Set<Rfc6455Connection>();
+): void {
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const key = req.headers['sec-websocket-key'];
     if (
@@ -183,13 +181,12 @@ export function attachRfc6455(
     );
     (socket as Duplex & { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
     const c = new Rfc6455Connection(socket, onMessage);
-    open.add(c);
+    onOpen(c);
     socket.on('data', (chunk: Buffer) => c.onData(chunk));
     socket.on('error', () => socket.destroy());
-    socket.on('close', () => open.delete(c));
+    socket.on('close', () => onClose(c));
     if (head.length > 0) c.onData(head);
   });
-  return open;
 }
 
 export { OP as RFC6455_OPCODES };
