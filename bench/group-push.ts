@@ -1,16 +1,18 @@
 /**
- * Group push bench: `npm run build && npx tsc -p bench/tsconfig.json && node dist-bench/bench/group-push.js [--db sqlite|mysql://…] [--members 100000]
- * [--online 2000] [--batch 2000]`. Starts a message-push server (dist/cli.js) on a fresh
- * store, fills one group, connects `online` of its members (spread over the id range), and
- * measures in the same run:
+ * Group push bench, the `group` scenario of `npm run bench` (`--members 100000`, SQLite, and
+ * MariaDB too with `--db-url mysql://…`). Starts a message-push server (dist/cli.js) on a
+ * fresh store, fills one group, connects `online` of its members (spread over the id range),
+ * and measures in the same run:
  *   - a `$all` broadcast to those connections: time until the last one has it;
  *   - a push to the group: time until the reply (accepted = every delivery durable), until
  *     the first and the last online member has it, and the server's CPU for it.
- * Prints one JSON line. Bounded: every wait has a deadline.
+ * Bounded: every wait has a deadline.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { request } from 'node:http';
+import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,13 +21,23 @@ import { signClientToken } from '../src/auth/tokens.js';
 import { dropMysqlDatabase } from '../test/helpers/mysql.js';
 
 const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
-const APP = 'bench';
-const SECRET = randomBytes(16).toString('hex');
-const DEADLINE_MS = 300_000;
+export const APP = 'bench';
+export const SECRET = randomBytes(16).toString('hex');
+const DEADLINE_MS = 900_000;
 
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 && process.argv[i + 1] ? process.argv[i + 1]! : fallback;
+/**
+ * A port free right now (the kernel's pick for port 0). A random guess in 20000–40000 used
+ * to collide with the ephemeral ports of the bench's own thousands of client sockets.
+ */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createNetServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
 }
 
 /** CPU ms of a process (all threads), from schedstat. */
@@ -43,7 +55,7 @@ export async function startServer(
   env: Record<string, string>,
 ): Promise<{ child: ChildProcess; port: number; dir: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'mp-bench-'));
-  const port = 20_000 + Math.floor(Math.random() * 20_000);
+  const port = await freePort();
   const child = spawn(process.execPath, [CLI, 'start'], {
     env: {
       ...process.env,
@@ -74,18 +86,36 @@ export async function startServer(
   return { child, port, dir };
 }
 
-export async function api(port: number, method: string, path: string, body?: unknown) {
-  const res = await fetch(`http://127.0.0.1:${port}${path}`, {
-    method,
-    headers: {
-      authorization: `Basic ${Buffer.from(`${APP}:${SECRET}`).toString('base64')}`,
-      'content-type': 'application/json',
-    },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+/**
+ * One API call. node:http, not fetch: fetch gives up on a response after 300 s, and the
+ * `202` of a push to a million members may take longer on a loaded machine.
+ */
+export function api(port: number, method: string, path: string, body?: unknown): Promise<any> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port,
+        path,
+        method,
+        headers: {
+          authorization: `Basic ${Buffer.from(`${APP}:${SECRET}`).toString('base64')}`,
+          'content-type': 'application/json',
+        },
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (text += c));
+        res.on('end', () => {
+          if ((res.statusCode ?? 0) >= 300) reject(new Error(`${method} ${path}: ${res.statusCode} ${text}`));
+          else resolve(text ? JSON.parse(text) : null);
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(body === undefined ? undefined : JSON.stringify(body));
   });
-  const text = await res.text();
-  if (res.status >= 300) throw new Error(`${method} ${path}: ${res.status} ${text}`);
-  return text ? JSON.parse(text) : null;
 }
 
 /** Opens a socket and resolves on `welcome`; `onMessage` gets every message object (arrays flattened). */
@@ -124,13 +154,19 @@ export async function until(check: () => boolean, what: string, deadlineMs = DEA
   }
 }
 
-async function main(): Promise<void> {
-  const db = arg('db', 'sqlite');
-  const members = Number(arg('members', '100000'));
-  const online = Number(arg('online', '2000'));
-  const batch = arg('batch', '2000');
-  const mysqlUrl = db.startsWith('mysql')
-    ? `${db.replace(/\/[^/]*$/, '')}/mp_bench_groups_${randomBytes(3).toString('hex')}`
+export interface GroupPushOptions {
+  /** `sqlite`, or a MySQL server URL (the bench creates and drops its own database there). */
+  db: string;
+  members: number;
+  online: number;
+  batch: number;
+}
+
+export async function measureGroupPush(o: GroupPushOptions) {
+  const { members, online } = o;
+  const batch = String(o.batch);
+  const mysqlUrl = /^(mysql|mariadb):/.test(o.db)
+    ? `${o.db.replace(/\/[^/]*$/, '')}/mp_bench_groups_${randomBytes(3).toString('hex')}`
     : null;
   const { child, port, dir } = await startServer({
     PUSH_GROUP_BATCH: batch,
@@ -180,23 +216,21 @@ async function main(): Promise<void> {
     const acceptedMs = performance.now() - t;
     await until(() => (got.get('bench-group') ?? 0) >= sockets.length, 'group push on every socket');
     const groupCpuMs = cpuMs(child.pid!) - cpu0;
-    console.log(
-      JSON.stringify({
-        store: mysqlUrl ? 'mariadb' : 'sqlite',
-        members,
-        online: sockets.length,
-        batch: Number(batch),
-        membership_load_ms: Math.round(loadMs),
-        all_recipients: all.recipients,
-        all_last_delivery_ms: Math.round(allLastMs),
-        group_recipients: reply.recipients,
-        group_accepted_ms: Math.round(acceptedMs),
-        group_first_delivery_ms: Math.round(firstOf.get('bench-group')! - t),
-        group_last_delivery_ms: Math.round(lastOf.get('bench-group')! - t),
-        group_server_cpu_ms: Math.round(groupCpuMs),
-        ratio_last_delivery_vs_all: +((lastOf.get('bench-group')! - t) / allLastMs).toFixed(2),
-      }),
-    );
+    return {
+      store: mysqlUrl ? 'mariadb' : 'sqlite',
+      members,
+      online: sockets.length,
+      batch: Number(batch),
+      membership_load_ms: Math.round(loadMs),
+      all_recipients: all.recipients,
+      all_last_delivery_ms: Math.round(allLastMs),
+      group_recipients: reply.recipients,
+      group_accepted_ms: Math.round(acceptedMs),
+      group_first_delivery_ms: Math.round(firstOf.get('bench-group')! - t),
+      group_last_delivery_ms: Math.round(lastOf.get('bench-group')! - t),
+      group_server_cpu_ms: Math.round(groupCpuMs),
+      ratio_last_delivery_vs_all: +((lastOf.get('bench-group')! - t) / allLastMs).toFixed(2),
+    };
   } finally {
     for (const ws of sockets) ws.terminate();
     child.kill('SIGTERM');
@@ -204,14 +238,4 @@ async function main(): Promise<void> {
     rmSync(dir, { recursive: true, force: true });
     if (mysqlUrl) await dropMysqlDatabase(mysqlUrl);
   }
-}
-
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  main().then(
-    () => process.exit(0),
-    (err: unknown) => {
-      console.error(err);
-      process.exit(1);
-    },
-  );
 }

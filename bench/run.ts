@@ -13,10 +13,11 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { dropMysqlDatabase } from '../test/helpers/mysql.js';
+import { freePort } from './group-push.js';
 import { HttpSender } from './http-sender.js';
 import type { PeerStats } from './peer.js';
 import { publishBodies, queueKind } from './queue-publishers.js';
-import type { PeerKind, WorkerCommand, WorkerReport } from './worker.js';
+import type { PeerKind, Protocol, WorkerCommand, WorkerReport } from './worker.js';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 // The bench runs from dist-bench/bench/; the server under test is the product's own build.
@@ -25,12 +26,24 @@ const MAX_SOCKETS_PER_WORKER = 15_000;
 const APP = 'bench';
 const SECRET = randomBytes(16).toString('hex');
 
+/** The raw peers (`bench/peer.ts`), by their `--peers` names, and how the tables name them. */
+export const PEERS = {
+  ws: 'raw ws',
+  socketio: 'Socket.IO',
+  uws: 'raw uWS (trufflesuite 20.30)',
+  'uws-btc': 'raw uWS (btc-vision 20.57)',
+  rfc6455: 'raw RFC 6455 (node:http)',
+} as const;
+export type PeerName = keyof typeof PEERS;
+
 export interface BenchOptions {
   quick: boolean;
   connections: number[];
   scenarios: string[];
-  /** Peers that idle and broadcast also run against (none with `--no-peers`). */
-  peers: ('ws' | 'socketio')[];
+  /** Peers that idle, broadcast and direct also run against (none with `--no-peers`). */
+  peers: PeerName[];
+  /** Protocols message-push is measured on, side by side (`--protocol v1,v2`). */
+  protocols: Protocol[];
   target: string | null;
   app: string;
   secret: string;
@@ -50,6 +63,10 @@ export interface BenchOptions {
   cpuProfDir: string | null;
   /** Offered rates of the direct scenario's steps (msg/s), or null for the default steps. */
   rates: number[] | null;
+  /** The room scenario's load (`--room 15000,1000,10,1000`: subscribers, msg/s, seconds, merge_ms). */
+  room: { subscribers: number; rate: number; seconds: number; mergeMs: number };
+  /** The group scenario's group sizes (`--members 100000`). */
+  groupMembers: number[];
 }
 
 interface Row {
@@ -65,6 +82,10 @@ interface Target {
   name: string;
   kind: PeerKind;
   url: string;
+  /** message-push: the protocol its clients speak. */
+  protocol?: Protocol;
+  /** A raw peer's `POST /direct` (one message to a random connection). */
+  directUrl?: string;
   pid: number | null;
   broadcast(): Promise<number>;
   /**
@@ -134,10 +155,24 @@ function payload(): { t: number; pad: string } {
   return { t: Date.now(), pad: 'x'.repeat(160) }; // ≈ 200 bytes on the wire with framing fields
 }
 
-async function startPush(options: BenchOptions, extraEnv: Record<string, string> = {}): Promise<Target> {
+/** How the tables name message-push on a protocol: plain for v1, as every earlier run did. */
+const pushName = (protocol: Protocol) => (protocol === 'v1' ? 'message-push' : `message-push ${protocol}`);
+
+async function startPush(
+  options: BenchOptions,
+  extraEnv: Record<string, string> = {},
+  protocol: Protocol = 'v1',
+): Promise<Target> {
+  const named = await startPushServer(options, extraEnv);
+  return protocol === 'v1'
+    ? named
+    : { ...named, protocol, name: named.name.replace('message-push', pushName(protocol)) };
+}
+
+async function startPushServer(options: BenchOptions, extraEnv: Record<string, string>): Promise<Target> {
   if (options.target) return remoteTarget(options);
   const dir = mkdtempSync(join(tmpdir(), 'mp-bench-'));
-  const port = 20000 + Math.floor(Math.random() * 20000);
+  const port = await freePort();
   const sharded = options.shards > 1;
   const dbUrl = sharded ? benchDatabase(options.dbUrl) : '';
   const prof = options.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', options.cpuProfDir] : [];
@@ -239,12 +274,15 @@ function pushTarget(base: string, pid: number | null, app: string, secret: strin
   };
 }
 
-async function startPeer(kind: 'ws' | 'socketio', shards = 1): Promise<Target> {
+/** A raw peer as a child process; rejects (the run goes on without it) if it cannot start. */
+async function startPeer(kind: PeerName, shards = 1): Promise<Target> {
   const child = fork(join(HERE, 'peer.js'), [kind, String(shards)], {
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
   });
-  const port = await new Promise<number>((resolve) =>
-    child.once('message', (m: { port: number }) => resolve(m.port)),
+  const port = await new Promise<number>((resolve, reject) =>
+    child.once('message', (m: { op: string; port?: number; error?: string }) =>
+      m.op === 'listening' ? resolve(m.port!) : reject(new Error(m.error ?? 'peer failed')),
+    ),
   );
   const ask = <T>(cmd: object, reply: string) =>
     new Promise<T>((resolve) => {
@@ -258,9 +296,10 @@ async function startPeer(kind: 'ws' | 'socketio', shards = 1): Promise<Target> {
       child.send(cmd);
     });
   return {
-    name: (kind === 'ws' ? 'raw ws' : 'Socket.IO') + (shards > 1 ? ` ×${shards}` : ''),
-    kind,
-    url: kind === 'ws' ? `ws://127.0.0.1:${port}` : `http://127.0.0.1:${port}`,
+    name: PEERS[kind] + (shards > 1 ? ` ×${shards}` : ''),
+    kind: kind === 'socketio' ? 'socketio' : 'ws',
+    url: kind === 'socketio' ? `http://127.0.0.1:${port}` : `ws://127.0.0.1:${port}`,
+    directUrl: `http://127.0.0.1:${port}/direct`,
     pid: child.pid!,
     async broadcast() {
       const p = payload();
@@ -314,7 +353,7 @@ class Workers {
     );
   }
 
-  async connect(target: Target, total: number, options: BenchOptions, ack = false) {
+  async connect(target: Target, total: number, options: BenchOptions, ack = false, topic?: string) {
     const per = Math.ceil(total / this.procs.length);
     const addresses = Array.from({ length: options.sourceAddresses }, (_, i) => `127.0.0.${i + 1}`);
     const progress = new Map<number, number>();
@@ -332,6 +371,8 @@ class Workers {
         secret: options.target ? options.secret : SECRET,
         concurrency: 64,
         ack,
+        protocol: target.protocol ?? 'v1',
+        ...(topic ? { topic } : {}),
       }),
       'connected',
       (r, worker) => {
@@ -359,15 +400,22 @@ class Workers {
     for (const p of this.procs) p.send({ op: 'reset' } satisfies WorkerCommand);
   }
 
-  async collect() {
+  /** What the clients received since the last reset (`latencies` false: counts only, a cheap poll). */
+  async collect(latencies = true) {
     const reports = await this.all<Extract<WorkerReport, { op: 'collected' }>>(
-      () => ({ op: 'collect' }),
+      () => ({ op: 'collect', latencies }),
       'collected',
     );
+    const rooms = reports.flatMap((r) => (r.room ? [r.room] : []));
     return {
       latencies: reports.flatMap((r) => r.latencies),
       received: reports.reduce((n, r) => n + r.received, 0),
       lastAt: Math.max(...reports.map((r) => r.lastAt)),
+      room: {
+        frames: rooms.reduce((n, r) => n + r.frames, 0),
+        outOfOrder: rooms.reduce((n, r) => n + r.outOfOrder, 0),
+        minCount: Math.min(...rooms.map((r) => r.minCount)),
+      },
     };
   }
 
@@ -446,21 +494,27 @@ async function idleAndBroadcast(
   }
 }
 
-/** Pushes at fixed rates to random connected users through the HTTP API; latency is ingest → client. */
-async function direct(options: BenchOptions, rows: Row[]): Promise<void> {
+/**
+ * Pushes at fixed rates to random connected users through the HTTP API; latency is ingest →
+ * client. On a raw peer (`target.directUrl`) the same steps go to its `POST /direct`, which
+ * hands the message to a random connection from memory: the floor of the path, no store.
+ */
+async function direct(target: Target, options: BenchOptions, rows: Row[]): Promise<void> {
   const users = options.quick ? 5000 : 10_000;
-  const target = await startPush(options);
   const workers = new Workers(2);
   let sender: HttpSender | null = null;
   try {
-    const conn = await workers.connect(target, users, options, true);
+    const isPush = target.kind === 'push';
+    const conn = await workers.connect(target, users, options, isPush);
     const base = target.url.replace(/^ws/, 'http').replace(/\/v1\/ws$/, '');
     const auth = `Basic ${Buffer.from(`${options.target ? options.app : APP}:${options.target ? options.secret : SECRET}`).toString('base64')}`;
     const rates = options.rates ?? (options.quick ? [1000, 2500, 5000] : [1000, 2500, 5000, 7500, 10_000]);
     const stepMs = options.quick ? 4000 : 8000;
-    const body = () =>
-      JSON.stringify({ to: { users: [`u${Math.floor(Math.random() * conn.open)}`] }, data: payload() });
-    const pushSender = new HttpSender(`${base}/v1/push`, auth, SENDER_CONNECTIONS);
+    const body = isPush
+      ? () =>
+          JSON.stringify({ to: { users: [`u${Math.floor(Math.random() * conn.open)}`] }, data: payload() })
+      : () => JSON.stringify(payload());
+    const pushSender = new HttpSender(target.directUrl ?? `${base}/v1/push`, auth, SENDER_CONNECTIONS);
     sender = pushSender; // closed in finally
     const pushOne = () => pushSender.post(body());
     // Steady state, not a cold start: 3 s at 1000/s first, unmeasured. The first step used
@@ -485,10 +539,12 @@ async function direct(options: BenchOptions, rows: Row[]): Promise<void> {
       const got = await workers.collect();
       const sorted = got.latencies.sort((a, b) => a - b);
       const loop = await target.loop();
-      const server = histogramDelta(before.delivery ?? new Map(), loop.delivery ?? new Map());
+      const server = before.delivery
+        ? histogramDelta(before.delivery, loop.delivery ?? new Map())
+        : { p50: '', p99: '' };
       const row: Row = {
         scenario: 'direct',
-        server: 'message-push',
+        server: target.name,
         connections: conn.open,
         'rate msg/s': rate,
         'achieved msg/s': Math.round(sent.ok / (stepMs / 1000)),
@@ -509,7 +565,7 @@ async function direct(options: BenchOptions, rows: Row[]): Promise<void> {
     }
     rows.push({
       scenario: 'direct',
-      server: 'message-push',
+      server: target.name,
       connections: conn.open,
       'held at p99<10ms': held10,
       'held at p99<50ms': held50,
@@ -517,7 +573,102 @@ async function direct(options: BenchOptions, rows: Row[]): Promise<void> {
   } finally {
     sender?.close();
     await workers.close();
-    await target.stop();
+  }
+}
+
+/**
+ * A live room (docs/groups-and-rooms.md): `subscribers` clients on one topic, `rate` messages
+ * a second pushed to it for `seconds`, once with `merge_ms` set and once without, each on a
+ * fresh server. Per run: whether every subscriber got every message in offset order, frames
+ * read, server CPU per delivered message, accept → client latency (sampled subscribers).
+ * A run that cannot keep up is cut short, not waited for: the pushing stops after three
+ * times its planned duration (each batch waits for the server's reply, so an overloaded
+ * server slows the offer), delivery gets the planned duration (at least 10 s) after that,
+ * and the row reports what was offered and delivered, and at what rate.
+ */
+async function liveRoom(options: BenchOptions, rows: Row[]): Promise<void> {
+  const { subscribers, rate, seconds, mergeMs } = options.room;
+  const topic = 'live';
+  const results: Row[] = [];
+  for (const merge of [mergeMs, 0]) {
+    // No load shedding: a push refused with 503 would read as a message the room lost. How
+    // far behind the server fell shows as its event-loop delay and the latency instead.
+    const target = await startPush(options, { PUSH_OVERLOAD_DELAY_MS: '0' });
+    const workers = new Workers(Math.max(2, Math.ceil(subscribers / MAX_SOCKETS_PER_WORKER)));
+    try {
+      const base = target.url.replace(/^ws/, 'http').replace(/\/v1\/ws$/, '');
+      const auth = `Basic ${Buffer.from(`${options.target ? options.app : APP}:${options.target ? options.secret : SECRET}`).toString('base64')}`;
+      if (merge > 0) {
+        const res = await httpJson(`${base}/v1/topics/${topic}/settings`, 'PUT', { merge_ms: merge }, auth);
+        if (res.status >= 300) throw new Error(`room settings refused: ${res.status} ${res.text}`);
+      }
+      const conn = await workers.connect(target, subscribers, options, false, topic);
+      if (target.pid) await settle(target.pid);
+      workers.reset();
+      await target.resetLoop();
+      const total = rate * seconds;
+      const tickMs = 50;
+      const perTick = Math.max(1, Math.round((rate * tickMs) / 1000));
+      const cpu0 = target.pid ? procStats(target.pid).cpuMs : Number.NaN;
+      const started = Date.now();
+      let sent = 0;
+      const stopPushing = started + 3 * seconds * 1000;
+      while (sent < total && Date.now() < stopPushing) {
+        const n = Math.min(perTick, total - sent);
+        const messages = Array.from({ length: n }, (_, k) => ({ to: { topic }, data: { k: sent + k } }));
+        const res = await httpJson(`${base}/v1/push/batch`, 'POST', { messages }, auth);
+        if (res.status !== 200) throw new Error(`room push refused: ${res.status} ${res.text}`);
+        sent += n;
+        const wait = started + (sent / rate) * 1000 - Date.now();
+        if (wait > 0) await sleep(wait);
+      }
+      const pushedMs = Date.now() - started;
+      const expected = sent * conn.open;
+      const deadline = Date.now() + Math.max(seconds * 1000, 10_000);
+      let got = await workers.collect(false);
+      while (got.received < expected && Date.now() < deadline) {
+        await sleep(500);
+        got = await workers.collect(false);
+      }
+      const cpuMs = (target.pid ? procStats(target.pid).cpuMs : Number.NaN) - cpu0;
+      const loop = await target.loop();
+      const elapsedMs = Math.max(1, (got.received >= expected ? got.lastAt : Date.now()) - started);
+      got = await workers.collect(true);
+      const sorted = got.latencies.sort((a, b) => a - b);
+      const row: Row = {
+        scenario: 'room',
+        server: merge > 0 ? `message-push, merge_ms ${merge}` : 'message-push, no merging',
+        connections: conn.open,
+        'msg/s offered': Math.round(sent / (pushedMs / 1000)),
+        'pushed / planned': `${sent}/${total}`,
+        delivered: `${got.received}/${expected}`,
+        'every message, in offset order':
+          got.room.minCount >= sent && got.room.outOfOrder === 0 ? 'yes' : 'no',
+        'out of order': got.room.outOfOrder,
+        'delivered/s': Math.round(got.received / (elapsedMs / 1000)),
+        frames: got.room.frames,
+        'server CPU s': round(cpuMs / 1000, 2),
+        'CPU µs/delivered': round((cpuMs * 1000) / Math.max(1, got.received), 3),
+        'p50 ms': pct(sorted, 50),
+        'p99 ms': pct(sorted, 99),
+        'max ms': sorted[sorted.length - 1] ?? Number.NaN,
+        'loop p99/max ms': `${round(loop.p99, 1)}/${round(loop.max, 1)}`,
+      };
+      results.push(row);
+      rows.push(row);
+    } finally {
+      await workers.close();
+      await target.stop();
+    }
+  }
+  const [merged, plain] = results;
+  if (merged && plain) {
+    rows.push({
+      scenario: 'room',
+      server: 'merged / unmerged',
+      connections: Number(merged.connections),
+      'CPU µs/delivered': round(Number(merged['CPU µs/delivered']) / Number(plain['CPU µs/delivered']), 3),
+    });
   }
 }
 
@@ -648,6 +799,34 @@ async function acks(options: BenchOptions, rows: Row[]): Promise<void> {
 
 // ---------- helpers ----------
 
+async function withTarget(start: () => Promise<Target>, use: (t: Target) => Promise<void>): Promise<void> {
+  const target = await start();
+  try {
+    await use(target);
+  } finally {
+    await target.stop();
+  }
+}
+
+/** Runs `use` on a raw peer; a peer that does not load here becomes a row saying why. */
+async function withPeer(
+  kind: PeerName,
+  shards: number,
+  rows: Row[],
+  scenario: string,
+  use: (t: Target) => Promise<void>,
+): Promise<void> {
+  let target: Target;
+  try {
+    target = await startPeer(kind, shards);
+  } catch (err) {
+    process.stderr.write(`  ${PEERS[kind]}: skipped, ${(err as Error).message}\n`);
+    rows.push({ scenario, server: PEERS[kind], connections: 0, skipped: (err as Error).message });
+    return;
+  }
+  await withTarget(async () => target, use);
+}
+
 /** Offers `rate` requests a second for `ms`; `send` resolves with the response status (0: none). */
 async function pace(rate: number, ms: number, send: () => Promise<number>) {
   let ok = 0;
@@ -728,12 +907,12 @@ function table(rows: Row[]): string {
     if (scenario === 'idle' || scenario === 'broadcast') {
       const keys =
         scenario === 'idle' ? ['RSS/conn KiB', 'loop p99 ms'] : ['to last client ms', 'CPU µs/delivery'];
-      for (const r of rs.filter((x) => x.server === 'message-push')) {
-        for (const peer of ['raw ws', 'Socket.IO']) {
+      for (const r of rs.filter((x) => x.server.startsWith('message-push'))) {
+        for (const peer of Object.values(PEERS)) {
           const p = rs.find((x) => x.server === peer && x.connections === r.connections);
           if (!p) continue;
           out.push(
-            `\n${scenario} @ ${r.connections}: message-push / ${peer}: ${keys.map((k) => `${k} ${round(Number(r[k]) / Number(p[k]), 2)}×`).join(', ')}`,
+            `\n${scenario} @ ${r.connections}: ${r.server} / ${peer}: ${keys.map((k) => `${k} ${round(Number(r[k]) / Number(p[k]), 2)}×`).join(', ')}`,
           );
         }
       }
@@ -753,23 +932,34 @@ export async function runBench(options: BenchOptions): Promise<void> {
   process.stderr.write(`${header}\n`);
   for (const n of options.connections) {
     if (options.scenarios.includes('idle') || options.scenarios.includes('broadcast')) {
-      // Socket.IO has no sharded peer (it would need an adapter).
-      const peers = options.peers.filter((p) => options.shards === 1 || p === 'ws');
-      const kinds: PeerKind[] = options.target ? ['push'] : ['push', ...peers];
-      for (const kind of kinds) {
-        process.stderr.write(`- idle + broadcast, ${n} connections, ${kind}\n`);
-        const target = kind === 'push' ? await startPush(options) : await startPeer(kind, options.shards);
-        try {
-          await idleAndBroadcast(target, n, options, rows);
-        } finally {
-          await target.stop();
-        }
+      for (const protocol of options.protocols) {
+        process.stderr.write(`- idle + broadcast, ${n} connections, ${pushName(protocol)}\n`);
+        await withTarget(
+          () => startPush(options, {}, protocol),
+          (t) => idleAndBroadcast(t, n, options, rows),
+        );
+      }
+      // Only the raw ws floor is sharded (node:cluster); the others would need adapters.
+      const peers = options.target ? [] : options.peers.filter((p) => options.shards === 1 || p === 'ws');
+      for (const kind of peers) {
+        process.stderr.write(`- idle + broadcast, ${n} connections, ${PEERS[kind]}\n`);
+        await withPeer(kind, options.shards, rows, 'idle', (t) => idleAndBroadcast(t, n, options, rows));
       }
     }
   }
   if (options.scenarios.includes('direct')) {
-    process.stderr.write('- direct\n');
-    await direct(options, rows);
+    for (const protocol of options.protocols) {
+      process.stderr.write(`- direct, ${pushName(protocol)}\n`);
+      await withTarget(
+        () => startPush(options, {}, protocol),
+        (t) => direct(t, options, rows),
+      );
+    }
+    // The raw peers' in-memory floor of the same steps (no sharded peer serves /direct).
+    for (const kind of options.target || options.shards > 1 ? [] : options.peers) {
+      process.stderr.write(`- direct, ${PEERS[kind]}\n`);
+      await withPeer(kind, 1, rows, 'direct', (t) => direct(t, options, rows));
+    }
   }
   if (options.scenarios.includes('store') && !options.target) {
     process.stderr.write('- store-write\n');
@@ -787,6 +977,48 @@ export async function runBench(options: BenchOptions): Promise<void> {
   if (options.scenarios.includes('ack')) {
     process.stderr.write('- ack\n');
     await acks(options, rows);
+  }
+  if (options.scenarios.includes('room') && !options.target) {
+    const r = options.room;
+    process.stderr.write(`- live room, ${r.subscribers} subscribers, ${r.rate} msg/s for ${r.seconds} s\n`);
+    await liveRoom(options, rows);
+  }
+  if (options.scenarios.includes('group') && !options.target) {
+    const { measureGroupPush } = await import('./group-push.js');
+    const stores = ['sqlite', ...(/^(mysql|mariadb):/.test(options.dbUrl) ? [options.dbUrl] : [])];
+    for (const members of options.groupMembers) {
+      for (const db of stores) {
+        process.stderr.write(`- group push, ${members} members, ${db.split(':')[0]}\n`);
+        const g = await measureGroupPush({ db, members, online: 2000, batch: 2000 });
+        rows.push({
+          scenario: 'group',
+          server: `message-push (${g.store})`,
+          connections: g.online,
+          members: g.members,
+          'membership load s': round(g.membership_load_ms / 1000, 1),
+          'accepted + durable s': round(g.group_accepted_ms / 1000, 2),
+          'server CPU s': round(g.group_server_cpu_ms / 1000, 2),
+          'first online member ms': g.group_first_delivery_ms,
+          'last online member ms': g.group_last_delivery_ms,
+          '$all to the same sockets ms': g.all_last_delivery_ms,
+          'last vs $all': g.ratio_last_delivery_vs_all,
+        });
+      }
+    }
+  }
+  if (options.scenarios.includes('wire') && !options.target) {
+    process.stderr.write('- wire bytes, v1 and v2\n');
+    const { measureWireBytes, MIX } = await import('./wire-bytes.js');
+    const wire = await measureWireBytes(options.quick ? 100 : 200);
+    for (const variant of [...new Set(wire.map((w) => w.variant))]) {
+      const row: Row = { scenario: 'wire', server: variant, connections: 1 };
+      for (const size of [...MIX.map((m) => m.size), 'mix' as const]) {
+        const w = wire.find((x) => x.variant === variant && x.size === size)!;
+        row[size === 'mix' ? 'mix B/msg' : `~${size} B data: B/msg`] =
+          `${round(w.bytesPerMessage, 0)} (${round(w.ofV1 * 100, 0)} %)`;
+      }
+      rows.push(row);
+    }
   }
   const text = `${header}\n${table(rows)}\n`;
   console.log(text);

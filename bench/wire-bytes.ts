@@ -1,14 +1,10 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import WebSocket from 'ws';
 import { signClientToken } from '../src/auth/tokens.js';
-import { loadConfig } from '../src/config.js';
 import { SUBPROTOCOL_BINARY } from '../src/gateway/protocol/binary-codec.js';
 import { FrameReader, FrameWriter, KIND, type WireMessage } from '../src/gateway/protocol/v2-frame.js';
-import { createLogger } from '../src/observability/logger.js';
-import { createServer } from '../src/server.js';
+import { APP, api, freePort, SECRET, startServer } from './group-push.js';
 
 /**
  * Bytes on the wire per delivered message, protocol v1 (JSON text frames) against v2
@@ -16,7 +12,7 @@ import { createServer } from '../src/server.js';
  * the same messages pushed to all of them one at a time (no coalescing). Bytes are what
  * each client socket read (WebSocket or TCP framing included, TCP/IP headers not).
  *
- *   node dist-bench/bench/wire-bytes.js [count per size]
+ *   npm run bench -- --scenarios wire      (100 messages per size with --quick, else 200)
  *
  * The mix (docs/reference/protocol-v2.md): 50 % ~100 B, 35 % ~500 B, 15 % ~4 KiB of
  * notification `data` (title, text, level, url, counters; the 4 KiB one lists order items),
@@ -174,57 +170,31 @@ export interface WireRow {
 }
 
 export async function measureWireBytes(perSize = 200): Promise<WireRow[]> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'mp-wire-'));
-  const tcpPort = await new Promise<number>((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-  const secret = 'wire-bench-secret-0123456789';
-  const config = loadConfig({
-    env: {
-      PUSH_DATA_DIR: dataDir,
-      PUSH_PORT: '0',
-      PUSH_HOST: '127.0.0.1',
-      PUSH_APPS: `wire:${secret}`,
-      PUSH_TCP_PORT: String(tcpPort),
-      PUSH_LOG_LEVEL: 'warn',
-      PUSH_RESEND_MS: '1h',
-    },
-  });
-  const server = await createServer(config, { log: createLogger('warn') });
-  const port = await server.start();
+  // The product's own build as a child process, as every other scenario runs it.
+  const tcpPort = await freePort();
+  const { child, port, dir } = await startServer({ PUSH_TCP_PORT: String(tcpPort), PUSH_RESEND_MS: '1h' });
   const receivers: Receiver[] = [];
   try {
     const user = 'wire-user';
-    const token = await signClientToken({ secret, userId: user, ttlSeconds: 3600 });
-    const base = `ws://127.0.0.1:${port}/v1/ws?app=wire&token=${token}`;
+    const token = await signClientToken({ secret: SECRET, userId: user, ttlSeconds: 3600 });
+    const base = `ws://127.0.0.1:${port}/v1/ws?app=${APP}&token=${token}`;
     receivers.push(
       await openWs('v1 JSON (WebSocket)', base, false),
       await openWs('v2 gzip (WebSocket)', `${base}&codecs=gzip`, true),
       await openWs('v2 snappy (WebSocket)', `${base}&codecs=snappy`, true),
       await openWs('v2 uncompressed (WebSocket)', `${base}&codecs=none`, true),
-      await openTcp('v2 gzip (TCP)', tcpPort, { app: 'wire', token, codecs: ['gzip'] }),
+      await openTcp('v2 gzip (TCP)', tcpPort, { app: APP, token, codecs: ['gzip'] }),
     );
     const perVariant = new Map<string, Map<number, number>>();
     let sent = 0;
     for (const { size } of MIX) {
       const before = receivers.map((r) => r.bytes());
       for (let i = 0; i < perSize; i++) {
-        const res = await fetch(`http://127.0.0.1:${port}/v1/push`, {
-          method: 'POST',
-          headers: {
-            authorization: `Basic ${Buffer.from(`wire:${secret}`).toString('base64')}`,
-            'content-type': 'application/json',
-          },
-          body: JSON.stringify({
-            to: { users: [user] },
-            type: 'notification',
-            data: notificationData(size, i + 1),
-          }),
+        await api(port, 'POST', '/v1/push', {
+          to: { users: [user] },
+          type: 'notification',
+          data: notificationData(size, i + 1),
         });
-        if (res.status !== 202) throw new Error(`push: HTTP ${res.status}`);
         sent++;
         // One at a time: each message is its own frame, as a quiet user's notifications are.
         await Promise.all(receivers.map((r) => r.received(sent)));
@@ -248,27 +218,8 @@ export async function measureWireBytes(perSize = 200): Promise<WireRow[]> {
     return rows;
   } finally {
     for (const r of receivers) r.close();
-    await server.stop();
-    rmSync(dataDir, { recursive: true, force: true });
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+    rmSync(dir, { recursive: true, force: true });
   }
-}
-
-/** The rows as the markdown table of docs/reference/protocol-v2.md. */
-export function formatWireTable(rows: readonly WireRow[]): string {
-  const sizes = [...MIX.map((m) => m.size), 'mix' as const];
-  const variants = [...new Set(rows.map((r) => r.variant))];
-  const head = `| variant | ${sizes.map((s) => (s === 'mix' ? 'mix' : `~${s} B`)).join(' | ')} |`;
-  const lines = variants.map((v) => {
-    const cells = sizes.map((s) => {
-      const r = rows.find((x) => x.variant === v && x.size === s)!;
-      return `${r.bytesPerMessage.toFixed(0)} B (${(r.ofV1 * 100).toFixed(0)} %)`;
-    });
-    return `| ${v} | ${cells.join(' | ')} |`;
-  });
-  return [head, `| --- | ${sizes.map(() => '---').join(' | ')} |`, ...lines].join('\n');
-}
-
-if (import.meta.url === `file://${process.argv[1]}`) {
-  const rows = await measureWireBytes(Number(process.argv[2] ?? 200));
-  console.log(formatWireTable(rows));
 }
