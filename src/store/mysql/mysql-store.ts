@@ -45,7 +45,7 @@ export class MysqlStore extends SqlStore {
 
   /**
    * The hot writes (persist, status updates, connection rows) as multi-statement batches:
-   * a durable direct push is three round trips (counters, message ids, deliveries + COMMIT)
+   * a batch of durable direct pushes is two round trips (messages and counters, deliveries + COMMIT)
    * instead of eight, a batch of acks or connection rows one (see mysql-batches.ts).
    */
   override persistPushes(items: readonly PersistItem[]): Promise<PersistOutcome[]> {
