@@ -117,8 +117,8 @@ type Answer = (err: unknown, result?: StatementResult) => void;
  * Runs `fn` in a `BatchTx` on a pooled connection and commits. A failure rolls back; aborted
  * transactions (deadlock, lock wait timeout, duplicate key from a concurrent insert) are rerun.
  */
-export async function inBatchTx<T>(pool: Pool, fn: (tx: BatchTx) => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
+export function inBatchTx<T>(pool: Pool, fn: (tx: BatchTx) => Promise<T>): Promise<T> {
+  return retrying(async () => {
     const conn = await getConnection(pool);
     let tx: BatchTx | null = null;
     try {
@@ -136,9 +136,20 @@ export async function inBatchTx<T>(pool: Pool, fn: (tx: BatchTx) => Promise<T>):
       } catch {
         conn.destroy();
       }
+      throw err;
+    }
+  });
+}
+
+/** Reruns a transaction the engine aborted (deadlock, lock wait timeout, duplicate key from a concurrent insert). */
+export async function retrying<T>(attempt: () => Promise<T>): Promise<T> {
+  for (let n = 1; ; n++) {
+    try {
+      return await attempt();
+    } catch (err) {
       const code = (err as { code?: string }).code;
-      if (attempt >= MAX_ATTEMPTS || !code || !RETRYABLE.has(code)) throw err;
-      await new Promise((r) => setTimeout(r, Math.random() * 10 * attempt));
+      if (n >= MAX_ATTEMPTS || !code || !RETRYABLE.has(code)) throw err;
+      await new Promise((r) => setTimeout(r, Math.random() * 10 * n));
     }
   }
 }
