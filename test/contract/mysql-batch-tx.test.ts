@@ -72,6 +72,21 @@ await describeWithService('mysql', 'mysql batch transactions', (base) => {
       expect(select).toEqual([{ v: 0 }]);
     });
 
+    it('deferred reads travel with the next run and resolve with their own results', async () => {
+      const [deferred, ran] = await inBatchTx(pool, async (tx) => {
+        const read = tx.deferRead(
+          { sql: 'insert into t values (?, ?)', params: [3, 30] },
+          { sql: 'select v from t where k = ?', params: [3] },
+        );
+        const [count] = await tx.run({ sql: 'select count(*) n from t' });
+        expect(tx.readsQueued).toBe(false);
+        return [await read, count];
+      });
+      expect(deferred[0]).toMatchObject({ affectedRows: 1 });
+      expect(deferred[1]).toEqual([{ v: 30 }]);
+      expect(ran).toEqual([{ n: 3 }]);
+    });
+
     it('a failing statement rolls the whole transaction back and leaves the connection usable', async () => {
       await expect(
         inBatchTx(pool, (tx) =>

@@ -78,20 +78,27 @@ export function batchPersistOps(tx: BatchTx, appIds: readonly string[]): Persist
       return ends;
     },
     async insertMessages(rows) {
-      const pks = new Map<string, number>();
-      for (const chunk of chunks(rows, INSERT_ROWS)) {
-        // Auto-increment ids of a multi-row insert are only consecutive in some lock modes: read them back.
-        const [, found] = await tx.run(
+      // Deferred: with a batch of user pushes the messages travel with the counters' round
+      // trip (persist-plan.ts writes them first when no topic offset is needed).
+      const reads = [...chunks(rows, INSERT_ROWS)].map((chunk) =>
+        tx.deferRead(
           {
             sql: `insert into messages (app_id, msg_id, type, timestamp, ttl, expires_at, data, target,
               platforms, topic, topic_offset, fingerprint, recipients) values ?`,
             params: [chunk.map(messageValues)],
           },
           {
+            // Auto-increment ids of a multi-row insert are only consecutive in some lock modes: read them back.
             sql: 'select pk, app_id, msg_id from messages where (app_id, msg_id) in (?)',
             params: [chunk.map((r) => [r.app_id, r.msg_id])],
           },
-        );
+        ),
+      );
+      // A run started in this same turn (the counters') takes them along; else they go now.
+      await Promise.resolve();
+      if (tx.readsQueued) await tx.run();
+      const pks = new Map<string, number>();
+      for (const [, found] of await Promise.all(reads)) {
         for (const f of found as { pk: number; app_id: string; msg_id: string }[]) {
           pks.set(counterKey(f.app_id, f.msg_id), Number(f.pk));
         }

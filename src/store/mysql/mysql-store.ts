@@ -15,21 +15,18 @@ import type {
   PersistOutcome,
   UserMessage,
 } from '../store.js';
-import { execute, inBatchTx } from './batch-tx.js';
+import { execute, inBatchTx, retrying } from './batch-tx.js';
 import { batchPersistOps, connectionStatements, deliveryUpdateStatements } from './mysql-batches.js';
 
 /** Pooled connections per process: group commit keeps writes few and large, so a small pool suffices. */
 const POOL_SIZE = 10;
-/** Transactions the engine aborted (deadlock, lock wait, a concurrent insert of the same id) are rerun. */
-const MAX_ATTEMPTS = 5;
-const RETRYABLE = new Set(['ER_LOCK_DEADLOCK', 'ER_LOCK_WAIT_TIMEOUT', 'ER_DUP_ENTRY']);
 
 /**
  * MySQL / MariaDB: for several processes or nodes sharing one database.
  *
  * Seq allocation stays gap-free across processes because the counter row is incremented
- * with INSERT … ON DUPLICATE KEY UPDATE and read back FOR UPDATE inside the transaction that
- * writes the deliveries: a second process waits on the row lock until the first commits.
+ * with INSERT … ON DUPLICATE KEY UPDATE, which locks it, and read back inside the transaction
+ * that writes the deliveries: a second process waits on the row lock until the first commits.
  * Counter rows are touched in key order so two batches never lock them crosswise.
  */
 export class MysqlStore extends SqlStore {
@@ -45,7 +42,7 @@ export class MysqlStore extends SqlStore {
 
   /**
    * The hot writes (persist, status updates, connection rows) as multi-statement batches:
-   * a durable direct push is three round trips (counters, message ids, deliveries + COMMIT)
+   * a batch of durable direct pushes is two round trips (messages and counters, deliveries + COMMIT)
    * instead of eight, a batch of acks or connection rows one (see mysql-batches.ts).
    */
   override persistPushes(items: readonly PersistItem[]): Promise<PersistOutcome[]> {
@@ -113,17 +110,9 @@ export class MysqlStore extends SqlStore {
     }));
   }
 
-  protected override async inTransaction<T>(fn: (trx: Transaction<Database>) => Promise<T>): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        // READ COMMITTED is every pooled connection's session default (createMysqlStore).
-        return await this.db.transaction().execute(fn);
-      } catch (err) {
-        const code = (err as { code?: string }).code;
-        if (attempt >= MAX_ATTEMPTS || !code || !RETRYABLE.has(code)) throw err;
-        await new Promise((r) => setTimeout(r, Math.random() * 10 * attempt));
-      }
-    }
+  protected override inTransaction<T>(fn: (trx: Transaction<Database>) => Promise<T>): Promise<T> {
+    // READ COMMITTED is every pooled connection's session default (createMysqlStore).
+    return retrying(() => this.db.transaction().execute(fn));
   }
 
   protected persistOps(trx: Transaction<Database>): PersistOps {

@@ -131,20 +131,19 @@ export function planBatch(
 }
 
 /**
- * Given the counters' new values (`ends`, after adding each need's `n`), hands out seqs and
- * offsets in item order and builds the message rows and what each stored message becomes.
+ * The message rows, with topic offsets handed out in item order from the topic counters' new
+ * values (`offsetEnds`, after adding each need's `n`). Needs no seqs: a batch without topic
+ * pushes can write its messages before its counters.
  */
-export function buildMessages(
+export function buildMessageRows(
   items: readonly PersistItem[],
   plan: BatchPlan,
-  seqEnds: ReadonlyMap<string, number>,
   offsetEnds: ReadonlyMap<string, number>,
-): { rows: Insertable<MessagesTable>[]; stored: StoredPlan[] } {
-  const nextSeq = startCursor(plan.seqNeeds, seqEnds);
+): { rows: Insertable<MessagesTable>[]; messages: StoredMessage[] } {
   const nextOffset = startCursor(plan.offsetNeeds, offsetEnds);
   const rows: Insertable<MessagesTable>[] = [];
-  const stored: StoredPlan[] = [];
-  for (const { index, users, topic } of plan.fresh) {
+  const messages: StoredMessage[] = [];
+  for (const { index, topic } of plan.fresh) {
     const item = items[index]!;
     const req = item.request;
     const offset = topic === null ? null : take(nextOffset, counterKey(item.appId, topic));
@@ -160,11 +159,7 @@ export function buildMessages(
       topic,
       offset,
     };
-    const recipients = users.map((r) => ({
-      user: r.user,
-      devices: r.devices,
-      seq: take(nextSeq, counterKey(item.appId, r.user)),
-    }));
+    messages.push(message);
     rows.push({
       app_id: item.appId,
       msg_id: item.messageId,
@@ -180,10 +175,39 @@ export function buildMessages(
       fingerprint: item.fingerprint,
       recipients: recipientCount(item),
     });
-    const live = req.ttl === 0 ? new Set(item.onlineUsers ?? []) : null;
-    stored.push({ message, recipients, index, live });
   }
-  return { rows, stored };
+  return { rows, messages };
+}
+
+/** Hands out per-user seqs in item order from the user counters' new values (`seqEnds`). */
+export function assignSeqs(
+  items: readonly PersistItem[],
+  plan: BatchPlan,
+  messages: readonly StoredMessage[],
+  seqEnds: ReadonlyMap<string, number>,
+): StoredPlan[] {
+  const nextSeq = startCursor(plan.seqNeeds, seqEnds);
+  return plan.fresh.map(({ index, users }, k) => {
+    const item = items[index]!;
+    const recipients = users.map((r) => ({
+      user: r.user,
+      devices: r.devices,
+      seq: take(nextSeq, counterKey(item.appId, r.user)),
+    }));
+    const live = item.request.ttl === 0 ? new Set(item.onlineUsers ?? []) : null;
+    return { message: messages[k]!, recipients, index, live };
+  });
+}
+
+/** Both of the above: the message rows and what each stored message becomes. */
+export function buildMessages(
+  items: readonly PersistItem[],
+  plan: BatchPlan,
+  seqEnds: ReadonlyMap<string, number>,
+  offsetEnds: ReadonlyMap<string, number>,
+): { rows: Insertable<MessagesTable>[]; stored: StoredPlan[] } {
+  const { rows, messages } = buildMessageRows(items, plan, offsetEnds);
+  return { rows, stored: assignSeqs(items, plan, messages, seqEnds) };
 }
 
 /** One delivery row per recipient; ttl 0 recipients without a live connection are expired at once. */
@@ -269,13 +293,23 @@ export async function persistBatch(
   }
   const plan = planBatch(items, known);
   if (plan.fresh.length === 0) return plan.outcomes;
-  const seqEnds = await ops.incrementCounters('user_state', plan.seqNeeds);
-  const offsetEnds =
-    plan.offsetNeeds.length === 0
-      ? new Map<string, number>()
-      : await ops.incrementCounters('topic_state', plan.offsetNeeds);
-  const { rows, stored } = buildMessages(items, plan, seqEnds, offsetEnds);
-  const pks = await ops.insertMessages(rows);
+  let messages: { rows: Insertable<MessagesTable>[]; messages: StoredMessage[] };
+  let pks: Map<string, number>;
+  let seqEnds: Map<string, number>;
+  if (plan.offsetNeeds.length === 0) {
+    // No offsets to wait for: the messages go first, so a driver that defers writes sends
+    // them with the counters (one round trip for both).
+    messages = buildMessageRows(items, plan, new Map());
+    [pks, seqEnds] = await Promise.all([
+      ops.insertMessages(messages.rows),
+      ops.incrementCounters('user_state', plan.seqNeeds),
+    ]);
+  } else {
+    seqEnds = await ops.incrementCounters('user_state', plan.seqNeeds);
+    messages = buildMessageRows(items, plan, await ops.incrementCounters('topic_state', plan.offsetNeeds));
+    pks = await ops.insertMessages(messages.rows);
+  }
+  const stored = assignSeqs(items, plan, messages.messages, seqEnds);
   await ops.insertDeliveries(buildDeliveries(stored, pks));
   const apps = handoffApps(stored);
   if (apps.length > 0) {
