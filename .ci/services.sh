@@ -63,6 +63,10 @@ if ! port_open 5672; then
 fi
 wait_port 5672 RabbitMQ
 
+echo "== openssl and socat (TLS suites: certificates made in the test, a TLS endpoint in front of RabbitMQ)"
+ensure_installed /usr/bin/openssl openssl
+ensure_installed /usr/bin/socat socat
+
 echo "== haproxy (the cluster tests run it in the foreground with deploy/haproxy.cfg)"
 ensure_installed /usr/sbin/haproxy haproxy
 # sed, not head: head exits after one line and pipefail turns the SIGPIPE into a failed run.

@@ -13,6 +13,7 @@ import { type ChildServer, startChild } from '../helpers/child-server.js';
 import { TestClient } from '../helpers/client.js';
 import { harness, startServer, type TestServer, tempDir, testEnv } from '../helpers/server.js';
 import { describeWithService, describeWithServices } from '../helpers/services.js';
+import { makeCertificate, startTlsProxy } from '../helpers/tls-backends.js';
 import { waitUntil } from '../helpers/wait.js';
 
 const run = promisify(execFile);
@@ -292,6 +293,29 @@ await describeWithService('rabbitmq', 'RabbitMQ queue ingress', (url) => {
     // Stopping waits for in-flight messages; anything not acked would be back in the queue.
     await servers.pop()!.stop();
     expect((await withChannel((ch) => ch.checkQueue(PUSH_QUEUE))).messageCount).toBe(0);
+  });
+
+  it('amqps:// reaches the driver: through a TLS endpoint (self-signed certificate made here) in front of the broker, messages are consumed', async () => {
+    const dir = tempDir('mp-amqps-');
+    dirs.push(dir);
+    const cert = makeCertificate(dir);
+    const broker = new URL(url);
+    const proxy = await startTlsProxy(cert, { host: broker.hostname, port: Number(broker.port) || 5672 });
+    try {
+      const tlsUrl = `amqps://${broker.username}:${broker.password}@127.0.0.1:${proxy.port}${broker.pathname}`;
+      // The child trusts the certificate as an operator's private CA: NODE_EXTRA_CA_CERTS.
+      const s = await startChild(dir, { PUSH_QUEUE_URL: tlsUrl, NODE_EXTRA_CA_CERTS: cert.cert });
+      children.push(s);
+      expect((await s.api('GET', '/readyz')).status).toBe(200);
+      const c = await connect(s, 'amqps-u');
+      const sent = [{ app: 'a', id: 'amqps-1', to: { users: ['amqps-u'] }, data: { via: 'amqps' } }];
+      await publish(sent);
+      expect(await receive(c, 1)).toEqual(['amqps-1']);
+      await c.close();
+      await children.pop()!.stop();
+    } finally {
+      await proxy.stop();
+    }
   });
 
   it('a wrong URL makes startup fail fast with an error naming PUSH_QUEUE_URL', async () => {

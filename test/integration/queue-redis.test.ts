@@ -315,6 +315,41 @@ await describeWithService('redis', 'Redis Streams queue ingress', (url) => {
     }
   });
 
+  it('while the event loop is overloaded the consumer holds what it took (no ack, no refusal, no more reads) and resumes in order after', async () => {
+    await redis.del(PUSH_STREAM, DEAD_STREAM);
+    const s = await start({ PUSH_OVERLOAD_DELAY_MS: '200', PUSH_QUEUE_PREFETCH: '8' });
+    const c = await connect(s, 'busy-u0');
+    await publish([{ app: 'a', id: 'warm', to: { users: ['busy-u0'] }, data: { i: -1 } }]);
+    expect(await receive(c, 1)).toEqual(['warm']);
+    // A deliberately blocked loop: 300 ms of synchronous work every 50 ms, past the 200 ms bound.
+    const blocker = setInterval(() => {
+      const until = Date.now() + 300;
+      while (Date.now() < until) {}
+    }, 50);
+    const sent = messages('busy', 1, 20);
+    try {
+      // The server says so itself: an HTTP push is shed with 503 overloaded.
+      await waitUntil(
+        async () => (await s.push({ to: { users: ['probe'] }, data: {} })).status === 503,
+        30_000,
+      );
+      await publish(sent);
+      // The consumer took a window of entries and holds them unacked: it neither pushes nor
+      // refuses them, and reads no more while they wait.
+      await waitUntil(async () => (await pendingCount()) > 0, 30_000);
+      for (let i = 0; i < 3; i++) {
+        expect(await pendingCount()).toBeLessThanOrEqual(8);
+        expect(received(c).filter((f) => String(f.id).startsWith('busy-'))).toEqual([]);
+      }
+      expect(await redis.xlen(DEAD_STREAM)).toBe(0);
+    } finally {
+      clearInterval(blocker);
+    }
+    expect(await receive(c, 20)).toEqual(idsOf('busy-u0', sent));
+    await waitUntil(async () => (await pendingCount()) === 0);
+    expect(await redis.xlen(DEAD_STREAM)).toBe(0);
+  });
+
   it('a dropped Redis connection is re-established and consumption resumes', async () => {
     const node = `drop-${process.pid}`;
     const s = await start({ PUSH_NODE_ID: node });
