@@ -280,7 +280,14 @@ export async function createServer(config: Config, options: { log?: Logger } = {
     metrics,
     log,
   );
-  const engine = buildEngine({ http, handshake, gateway, tls: config.tls, log });
+  const engine = buildEngine({
+    http,
+    handshake,
+    gateway,
+    tls: config.tls,
+    maxSendBufferBytes: config.limits.maxSendBufferBytes,
+    log,
+  });
   const tcp =
     config.binary.tcpPort > 0
       ? new TcpTransport(

@@ -9,7 +9,9 @@ export interface EngineParts {
   /** The HTTP API, routes finished; the engine decides where it listens. */
   readonly http: FastifyInstance;
   readonly handshake: WebSocketHandshake;
-  readonly gateway: Pick<Gateway, 'handleFrame' | 'closed'>;
+  readonly gateway: Pick<Gateway, 'handleFrame' | 'closed' | 'closeFor'>;
+  /** PUSH_MAX_SEND_BUFFER. */
+  readonly maxSendBufferBytes: number;
   /** PEM files for an engine that terminates TLS itself (uws; with ws, Fastify's https server does). */
   readonly tls: { readonly certFile: string; readonly keyFile: string } | null;
   readonly log: Logger;
@@ -24,5 +26,13 @@ export async function prepareEngine(name: EngineName): Promise<(parts: EnginePar
   // Imported only when chosen: the native package is optional.
   const { loadUws, UwsEngine } = await import('./uws-engine.js');
   const uws = loadUws();
-  return (p) => new UwsEngine(uws, p.http, p.handshake, p.gateway, { tls: p.tls }, p.log);
+  return (p) =>
+    new UwsEngine(
+      uws,
+      p.http,
+      p.handshake,
+      p.gateway,
+      { tls: p.tls, maxSendBufferBytes: p.maxSendBufferBytes },
+      p.log,
+    );
 }

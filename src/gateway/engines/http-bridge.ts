@@ -9,6 +9,7 @@ const HOP_HEADERS = new Set(['content-length', 'transfer-encoding', 'connection'
 
 /** One forwarded request's state; uWS may abort it at any point. */
 interface Exchange {
+  /** The uWS response may not be touched any more: aborted, or answered in full. */
   aborted: boolean;
   upstream: ReturnType<typeof request> | null;
 }
@@ -47,35 +48,46 @@ export class HttpBridge {
       x.aborted = true;
       x.upstream?.destroy();
     });
-    const up = request({
-      agent: this.agent,
-      socketPath: this.socketPath,
-      method,
-      path,
-      headers,
-      setHost: false,
-    });
-    x.upstream = up;
-    up.on('response', (r) => this.respond(res, x, r, method));
-    up.on('error', (err) => {
-      if (x.aborted) return;
-      x.aborted = true;
-      this.log.error({ err }, 'forwarding an HTTP request to the API failed');
-      const body = JSON.stringify(toErrorBody(new PushError('internal', 'internal error')));
-      res.cork(() => {
-        res.writeStatus('500 Internal Server Error').writeHeader('Content-Type', 'application/json');
-        res.end(body, true);
+    const send = (retry: boolean) => {
+      const up = request({
+        agent: this.agent,
+        socketPath: this.socketPath,
+        method,
+        path,
+        headers,
+        setHost: false,
       });
-    });
-    if (!hasBody) {
-      up.end();
-      return;
-    }
+      x.upstream = up;
+      let answered = false;
+      up.on('response', (r) => {
+        answered = true;
+        this.respond(res, x, r, method);
+      });
+      up.on('error', (err) => {
+        if (x.aborted || answered) return;
+        // A kept-alive socket the API closed just as it was reused: once more on a fresh one.
+        if (retry && up.reusedSocket && !hasBody) {
+          send(false);
+          return;
+        }
+        x.aborted = true;
+        this.log.error({ err }, 'forwarding an HTTP request to the API failed');
+        const body = JSON.stringify(toErrorBody(new PushError('internal', 'internal error')));
+        res.cork(() => {
+          res.writeStatus('500 Internal Server Error').writeHeader('Content-Type', 'application/json');
+          res.end(body, true);
+        });
+      });
+      if (!hasBody) up.end();
+      return up;
+    };
+    const up = send(true);
+    if (!hasBody) return;
     res.onData((chunk, isLast) => {
       // uWS reuses the chunk's memory after this call: copy it.
       const more = up.write(Buffer.from(new Uint8Array(chunk)));
       if (isLast) up.end();
-      else if (!more) {
+      else if (!more && !x.aborted) {
         res.pause();
         up.once('drain', () => {
           if (!x.aborted) res.resume();
@@ -109,6 +121,7 @@ export class HttpBridge {
       r.on('data', (c: Buffer) => chunks.push(c));
       r.on('end', () => {
         if (x.aborted) return;
+        x.aborted = true;
         res.cork(() => {
           if (method === 'HEAD' || status === 204 || status === 304) {
             res.endWithoutBody(length === undefined ? undefined : Number(length));
@@ -135,7 +148,9 @@ export class HttpBridge {
       }
     });
     r.on('end', () => {
-      if (!x.aborted) res.cork(() => res.end());
+      if (x.aborted) return;
+      x.aborted = true;
+      res.cork(() => res.end());
     });
   }
 

@@ -60,12 +60,25 @@ export function loadUws(): Uws {
   }
 }
 
+/** uWS's longest idle timeout. */
+const MAX_IDLE_SECONDS = 960;
+
+/** How often a connection with `send` callbacks waiting looks at its send buffer. */
+const DRAIN_CHECK_MS = 5;
+
 /** Largest send buffer uWS keeps before it drops a send; the hub cuts slow consumers (4009) long before. */
 const MAX_BACKPRESSURE = 256 * 1024 * 1024;
 
 /** What uWS keeps on its socket object (it copies the user data's properties onto it). */
 interface SocketData {
   readonly conn: UwsConnection;
+}
+
+/** What every connection of one engine shares. */
+interface UwsShared {
+  /** Send buffer past which a connection is cut at once (see UwsEngineOptions.maxSendBufferBytes). */
+  readonly hardLimit: number;
+  readonly cut: (s: Session) => void;
 }
 
 /**
@@ -80,7 +93,10 @@ class UwsConnection implements Transport {
   /** Callbacks of `send` waiting for the send buffer to empty. */
   private drains: ((err?: Error) => void)[] | null = null;
 
-  constructor(accepted: AcceptedUpgrade) {
+  constructor(
+    accepted: AcceptedUpgrade,
+    private readonly shared: UwsShared,
+  ) {
     this.accepted = accepted;
   }
 
@@ -90,16 +106,51 @@ class UwsConnection implements Transport {
       cb?.(new Error('connection closed'));
       return;
     }
-    ws.send(data, typeof data !== 'string');
+    // Corked: a send outside uWS's own callbacks otherwise leaves what the socket could not
+    // take buffered without asking to be told when it can (it went out with the next ping).
+    ws.cork(() => ws.send(data, typeof data !== 'string'));
+    if (this.overflowed(ws)) {
+      cb?.(new Error('connection closed'));
+      return;
+    }
     if (cb === undefined) return;
     if (ws.getBufferedAmount() === 0) queueMicrotask(cb);
-    else if (this.drains === null) this.drains = [cb];
-    else this.drains.push(cb);
+    else if (this.drains !== null) this.drains.push(cb);
+    else {
+      this.drains = [cb];
+      this.watchDrain();
+    }
+  }
+
+  /**
+   * uWS emits `drain` on a writable event only; a later send can flush the buffer without
+   * one, and the callbacks would wait forever. While any wait, the buffer is looked at on a
+   * short timer too (only replays wait, so few connections at a time).
+   */
+  private watchDrain(): void {
+    setTimeout(() => {
+      this.drained();
+      if (this.drains !== null) this.watchDrain();
+    }, DRAIN_CHECK_MS).unref();
   }
 
   sendShared(shared: SharedText): boolean {
-    if (this.ws === null) return false;
-    this.ws.send(shared.payload(), false);
+    const ws = this.ws;
+    if (ws === null) return false;
+    ws.cork(() => ws.send(shared.payload(), false));
+    this.overflowed(ws);
+    return true;
+  }
+
+  /**
+   * uWS keeps unsent bytes in one contiguous buffer and moves the rest to its front after
+   * every partial write, so a buffer of many MiB costs quadratic copying as it drains (200
+   * paused clients stalled the loop for seconds). Past the hard limit the client is cut at
+   * once with 4009 instead of after the hub's SLOW_AFTER_MS.
+   */
+  private overflowed(ws: UwsSocket<SocketData>): boolean {
+    if (ws.getBufferedAmount() <= this.shared.hardLimit || this.session === null) return false;
+    this.shared.cut(this.session);
     return true;
   }
 
@@ -145,7 +196,13 @@ class UwsConnection implements Transport {
 export interface UwsEngineOptions {
   /** PEM files: the port serves wss/https (uWS SSLApp). */
   readonly tls: { readonly certFile: string; readonly keyFile: string } | null;
+  /** PUSH_MAX_SEND_BUFFER: the hub cuts past it after SLOW_AFTER_MS; this engine also at a multiple of it at once. */
+  readonly maxSendBufferBytes: number;
 }
+
+/** The hard limit is this many times PUSH_MAX_SEND_BUFFER, and at least HARD_LIMIT_MIN. */
+const HARD_LIMIT_FACTOR = 4;
+const HARD_LIMIT_MIN = 1024 * 1024;
 
 /**
  * uWebSockets.js owns the public port: WebSocket upgrades are its own (native framing,
@@ -157,27 +214,37 @@ export class UwsEngine implements Engine {
   private listenSocket: us_listen_socket | null = null;
   private readonly socketDir: string;
   private readonly bridge: HttpBridge;
+  private readonly shared: UwsShared;
 
   constructor(
     private readonly uws: Uws,
     private readonly http: FastifyInstance,
     private readonly handshake: WebSocketHandshake,
-    gateway: Pick<Gateway, 'handleFrame' | 'closed'>,
+    gateway: Pick<Gateway, 'handleFrame' | 'closed' | 'closeFor'>,
     options: UwsEngineOptions,
     private readonly log: Logger,
   ) {
+    this.shared = {
+      hardLimit: Math.max(HARD_LIMIT_MIN, HARD_LIMIT_FACTOR * options.maxSendBufferBytes),
+      cut: (s) => gateway.closeFor(s, 'slow_consumer', 'too slow'),
+    };
     this.app = options.tls
       ? uws.SSLApp({ cert_file_name: options.tls.certFile, key_file_name: options.tls.keyFile })
       : uws.App();
     this.socketDir = mkdtempSync(join(tmpdir(), 'message-push-'));
     this.bridge = new HttpBridge(join(this.socketDir, 'http.sock'), log);
     const maxV1 = maxMessageBytes(handshake.options, false);
+    const maxV2 = maxMessageBytes(handshake.options, true);
     this.app.ws<SocketData>('/*', {
       compression: uws.DISABLED,
-      maxPayloadLength: maxMessageBytes(handshake.options, true),
+      // uWS drops a message over its limit without a close frame (1006). Up to twice the
+      // limit it is taken and closed here with 1009, as ws does; past that uWS cuts it.
+      maxPayloadLength: 2 * maxV2,
       maxBackpressure: MAX_BACKPRESSURE,
-      // Liveness is the heartbeat wheel's (the contract's 2·H bound); uWS's own timer is off.
-      idleTimeout: 0,
+      // Liveness is the heartbeat wheel's (the contract's 2·H bound). uWS's idle timer is set
+      // to its longest only because it also bounds how long a closing socket may take to
+      // flush: at 0, a client reading slowly lost its last frames and the 4009 after ~4 s.
+      idleTimeout: MAX_IDLE_SECONDS,
       sendPingsAutomatically: false,
       upgrade: (res, req, context) => this.upgrade(res, req, context),
       open: (ws) => this.opened(ws),
@@ -185,8 +252,7 @@ export class UwsEngine implements Engine {
         const conn = ws.getUserData().conn;
         const s = conn.session;
         if (s === null) return;
-        // v2 messages may be a header longer; a v1 one over PUSH_MAX_FRAME is closed as ws closes it.
-        if (s.codec.kind === CODEC_JSON && message.byteLength > maxV1) {
+        if (message.byteLength > (s.codec.kind === CODEC_JSON ? maxV1 : maxV2)) {
           conn.close(closeCodeOf('frame_too_large'), 'Max payload size exceeded');
           gateway.closed(s);
           return;
@@ -237,7 +303,7 @@ export class UwsEngine implements Engine {
           return;
         }
         res.upgrade<SocketData>(
-          { conn: new UwsConnection(result) },
+          { conn: new UwsConnection(result, this.shared) },
           key,
           result.subprotocol ?? '',
           '',
