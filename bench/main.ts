@@ -7,7 +7,7 @@ import { loadConfig } from '../src/config.js';
 import { DEFAULT_QUEUE_URLS } from './queue-publishers.js';
 import { runBench } from './run.js';
 
-const USAGE = `npm run bench -- [--quick] [--connections 5000,15000]
+const USAGE = `npm run bench -- [--quick] [--engine ws|uws] [--connections 5000,15000]
     [--scenarios idle,broadcast,direct,store,batch,queue,ack]
     [--peers ws,socketio | --no-peers] [--target http://host:port --app A --secret S] [--source-addresses 8]
     [--cpu-prof DIR] [--rates 1000,2500,5000] [--out bench/results]
@@ -27,6 +27,7 @@ async function main(argv: string[]): Promise<number> {
     options: {
       help: { type: 'boolean', short: 'h' },
       quick: { type: 'boolean' },
+      engine: { type: 'string' },
       connections: { type: 'string' },
       scenarios: { type: 'string' },
       'no-peers': { type: 'boolean' },
@@ -53,8 +54,11 @@ async function main(argv: string[]): Promise<number> {
     flags: { dbUrl: values['db-url'], busUrl: values['bus-url'], queueUrl: values['queue-url'] },
   });
   const quick = values.quick === true;
+  const engine = values.engine ?? 'ws';
+  if (engine !== 'ws' && engine !== 'uws') throw new Error(`--engine: unknown engine "${engine}" (ws, uws)`);
   await runBench({
     quick,
+    engine,
     connections: (values.connections ?? (quick ? '5000' : '5000,15000')).split(',').map(Number),
     scenarios: (values.scenarios ?? 'idle,broadcast,direct,store,batch,queue,ack').split(','),
     peers: values['no-peers'] === true ? [] : parsePeers(values.peers ?? 'ws,socketio'),

@@ -27,6 +27,8 @@ const SECRET = randomBytes(16).toString('hex');
 
 export interface BenchOptions {
   quick: boolean;
+  /** PUSH_ENGINE of the server under test. */
+  engine: 'ws' | 'uws';
   connections: number[];
   scenarios: string[];
   /** Peers that idle and broadcast also run against (none with `--no-peers`). */
@@ -152,6 +154,7 @@ async function startPush(options: BenchOptions, extraEnv: Record<string, string>
       // Info in a sharded run: each worker's "listening" line tells when all are up.
       PUSH_LOG_LEVEL: sharded ? 'info' : 'warn',
       PUSH_RESEND_MS: '60s',
+      PUSH_ENGINE: options.engine,
       ...(sharded
         ? { PUSH_WORKERS: String(options.shards), PUSH_DB_URL: dbUrl, PUSH_BUS_URL: options.busUrl }
         : {}),

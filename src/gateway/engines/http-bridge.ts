@@ -114,6 +114,8 @@ export class HttpBridge {
       x.aborted = true;
       res.close();
     });
+    // The API ends the connection (a deadline missed, a parse error): so does the client's.
+    const close = r.headers.connection === 'close';
     const length = r.headers['content-length'];
     if (length !== undefined || method === 'HEAD' || status === 204 || status === 304) {
       // A sized answer goes out whole, with its length.
@@ -124,9 +126,9 @@ export class HttpBridge {
         x.aborted = true;
         res.cork(() => {
           if (method === 'HEAD' || status === 204 || status === 304) {
-            res.endWithoutBody(length === undefined ? undefined : Number(length));
+            res.endWithoutBody(length === undefined ? undefined : Number(length), close);
           } else {
-            res.end(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
+            res.end(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), close);
           }
         });
       });
@@ -150,7 +152,7 @@ export class HttpBridge {
     r.on('end', () => {
       if (x.aborted) return;
       x.aborted = true;
-      res.cork(() => res.end());
+      res.cork(() => res.end(undefined, close));
     });
   }
 
