@@ -8,7 +8,7 @@ import { DEFAULT_QUEUE_URLS } from './queue-publishers.js';
 import { PEERS, type PeerName, runBench } from './run.js';
 import type { Protocol } from './worker.js';
 
-const USAGE = `npm run bench -- [--quick] [--connections 5000,15000]
+const USAGE = `npm run bench -- [--quick] [--engine ws|uws] [--connections 5000,15000]
     [--scenarios idle,broadcast,direct,store,batch,queue,ack,wire,group,room] [--protocol v1,v2]
     [--members 100000,1000000] [--room SUBSCRIBERS,MSG_PER_S,SECONDS,MERGE_MS]
     [--peers ws,socketio,uws,uws-btc,rfc6455 | --no-peers] [--target http://host:port --app A --secret S] [--source-addresses 8]
@@ -47,6 +47,7 @@ async function main(argv: string[]): Promise<number> {
     options: {
       help: { type: 'boolean', short: 'h' },
       quick: { type: 'boolean' },
+      engine: { type: 'string' },
       connections: { type: 'string' },
       scenarios: { type: 'string' },
       'no-peers': { type: 'boolean' },
@@ -76,8 +77,11 @@ async function main(argv: string[]): Promise<number> {
     flags: { dbUrl: values['db-url'], busUrl: values['bus-url'], queueUrl: values['queue-url'] },
   });
   const quick = values.quick === true;
+  const engine = values.engine ?? 'ws';
+  if (engine !== 'ws' && engine !== 'uws') throw new Error(`--engine: unknown engine "${engine}" (ws, uws)`);
   await runBench({
     quick,
+    engine,
     connections: (values.connections ?? (quick ? '5000' : '5000,15000')).split(',').map(Number),
     scenarios: (values.scenarios ?? 'idle,broadcast,direct,store,batch,queue,ack').split(','),
     peers: values['no-peers'] === true ? [] : parsePeers(values.peers ?? 'ws,socketio'),

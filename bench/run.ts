@@ -38,6 +38,8 @@ export type PeerName = keyof typeof PEERS;
 
 export interface BenchOptions {
   quick: boolean;
+  /** PUSH_ENGINE of the server under test. */
+  engine: 'ws' | 'uws';
   connections: number[];
   scenarios: string[];
   /** Peers that idle, broadcast and direct also run against (none with `--no-peers`). */
@@ -187,6 +189,7 @@ async function startPushServer(options: BenchOptions, extraEnv: Record<string, s
       // Info in a sharded run: each worker's "listening" line tells when all are up.
       PUSH_LOG_LEVEL: sharded ? 'info' : 'warn',
       PUSH_RESEND_MS: '60s',
+      PUSH_ENGINE: options.engine,
       ...(sharded
         ? { PUSH_WORKERS: String(options.shards), PUSH_DB_URL: dbUrl, PUSH_BUS_URL: options.busUrl }
         : {}),

@@ -96,6 +96,8 @@ export interface Config {
   readonly busUrl: string;
   /** `interest`: a node receives from the bus only what its connections need; `broadcast`: everything. */
   readonly busRouting: 'interest' | 'broadcast';
+  /** WebSocket engine that owns the public port (src/gateway/engines/). */
+  readonly engine: 'ws' | 'uws';
   /** Node processes `start` runs on one port (node:cluster); each is a full node. */
   readonly workers: number;
   readonly queue: QueueConfig;
@@ -180,6 +182,13 @@ export const SETTINGS: readonly Setting[] = [
     default: '`::` (all interfaces)',
   },
   { key: 'port', env: 'PUSH_PORT', kind: 'int', doc: 'HTTP + WebSocket port', default: '`8080`' },
+  {
+    key: 'engine',
+    env: 'PUSH_ENGINE',
+    kind: 'string',
+    doc: 'WebSocket engine on the port: `ws` (portable, pure JavaScript) or `uws` (uWebSockets.js, native; needs the optional package `@trufflesuite/uws-js-unofficial`, Linux/macOS/Windows x64, arm64). See docs/engines.md',
+    default: '`ws`',
+  },
   {
     key: 'dataDir',
     env: 'PUSH_DATA_DIR',
@@ -681,6 +690,10 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
       `PUSH_BUS_ROUTING: expected interest or broadcast, got "${busRouting}"`,
     );
   }
+  const engine = get('engine', 'ws');
+  if (engine !== 'ws' && engine !== 'uws') {
+    throw new PushError('config_invalid', `PUSH_ENGINE: expected ws or uws, got "${engine}"`);
+  }
   const workers = get('workers', 1);
   if (workers < 1) throw new PushError('config_invalid', 'PUSH_WORKERS: at least 1');
   // Several nodes must share one store and hear each other's messages. SQLite is one file
@@ -718,6 +731,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     store: { url: dbUrl, sqliteSync },
     busUrl,
     busRouting,
+    engine,
     workers,
     queue: {
       urls: get<string[]>('queueUrl', []),

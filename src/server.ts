@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import { createHttpServer } from './api/http-server.js';
 import { PACKAGE_VERSION, registerOpenApi } from './api/openapi.js';
 import { registerAdminRoutes } from './api/routes/admin.js';
@@ -30,12 +29,13 @@ import { RetryScheduler } from './delivery/retry-scheduler.js';
 import { Router } from './delivery/router.js';
 import { StatusWriter } from './delivery/status-writer.js';
 import { PushError } from './domain/errors.js';
+import { prepareEngine } from './gateway/engines/create-engine.js';
 import { Gateway } from './gateway/gateway.js';
 import { Hub } from './gateway/hub.js';
 import { LifecycleSignals } from './gateway/lifecycle-signals.js';
 import { RoomMerger } from './gateway/room-merger.js';
 import { TcpTransport } from './gateway/transports/tcp.js';
-import { WebSocketTransport } from './gateway/transports/websocket.js';
+import { WebSocketHandshake } from './gateway/transports/websocket.js';
 import { createQueueConsumers } from './ingest/create-queue-consumers.js';
 import { GroupPusher } from './ingest/group-push.js';
 import { Ingest } from './ingest/ingest.js';
@@ -73,6 +73,7 @@ export interface PushServer {
  */
 export async function createServer(config: Config, options: { log?: Logger } = {}): Promise<PushServer> {
   const log = options.log ?? createLogger(config.logLevel);
+  const buildEngine = await prepareEngine(config.engine);
   const metrics = createMetrics();
   const store = await createStore(config.store);
   const apps = new AppRegistry(store, config.jwt, new KeySets(config.jwt.jwks));
@@ -209,12 +210,13 @@ export async function createServer(config: Config, options: { log?: Logger } = {
     log,
   );
 
-  // One certificate for https/wss and the protocol v2 TCP listener.
+  // One certificate for https/wss and the protocol v2 TCP listener. On the uws engine uWS
+  // terminates TLS and Fastify serves plain HTTP behind it.
   const tlsFiles = config.tls ? readTls(config.tls) : null;
   const http = createHttpServer(log, config.limits.headersTimeoutMs, {
     bodyTimeoutMs: config.limits.bodyTimeoutMs,
     maxPlainConnections: config.limits.maxHttpConnections,
-    ...(tlsFiles ? { tls: tlsFiles } : {}),
+    ...(tlsFiles && config.engine === 'ws' ? { tls: tlsFiles } : {}),
   });
   await registerOpenApi(http, PACKAGE_VERSION);
   registerPushRoutes(http, {
@@ -269,7 +271,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
     demoEnabled: config.demo || config.demoTokens,
   });
   http.finishRoutes();
-  const websocket = new WebSocketTransport(
+  const handshake = new WebSocketHandshake(
     gateway,
     {
       maxFrameBytes: config.limits.maxFrameBytes,
@@ -279,7 +281,14 @@ export async function createServer(config: Config, options: { log?: Logger } = {
     metrics,
     log,
   );
-  websocket.attach(http.server);
+  const engine = buildEngine({
+    http,
+    handshake,
+    gateway,
+    tls: config.tls,
+    maxSendBufferBytes: config.limits.maxSendBufferBytes,
+    log,
+  });
   const tcp =
     config.binary.tcpPort > 0
       ? new TcpTransport(
@@ -308,12 +317,13 @@ export async function createServer(config: Config, options: { log?: Logger } = {
       // Brokers first: a wrong queue URL stops the start before anything is served, and
       // whatever was opened is closed again.
       const started: typeof consumers = [];
+      let port: number;
       try {
         for (const c of consumers) {
           await c.start();
           started.push(c);
         }
-        await http.listen({ port: config.port, host: config.host });
+        port = await engine.listen({ port: config.port, host: config.host });
         if (tcp) log.info({ port: await tcp.listen() }, 'protocol v2 TCP listening');
       } catch (err) {
         for (const c of started) await c.close().catch(() => {});
@@ -328,9 +338,8 @@ export async function createServer(config: Config, options: { log?: Logger } = {
       groupPusher.start();
       retries.start();
       handoffs.start();
-      const port = (http.server.address() as AddressInfo).port;
       warnIfDemoExposed({ demo: config.demo || config.demoTokens, host: config.host }, log);
-      log.info({ port, node: config.nodeId }, 'message-push listening');
+      log.info({ port, node: config.nodeId, engine: engine.name }, 'message-push listening');
       return port;
     },
     stop() {
@@ -342,10 +351,9 @@ export async function createServer(config: Config, options: { log?: Logger } = {
         // Waits for in-flight requests, so every push answered 202 is durable. A request that
         // outlives half the shutdown bound (a stuck client holding a stream open) is cut so
         // the rest of the stop — flushing status writes — still fits inside the bound.
-        const cut = setTimeout(() => http.server.closeAllConnections(), config.shutdownTimeoutMs / 2);
-        await http.close();
+        const cut = setTimeout(() => engine.closeAllConnections(), config.shutdownTimeoutMs / 2);
+        await engine.close();
         clearTimeout(cut);
-        websocket.close();
         await groupPusher.stop();
         clearInterval(roomReload);
         rooms.stop();

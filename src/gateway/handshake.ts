@@ -1,4 +1,4 @@
-import type { IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
 import { PushError } from '../domain/errors.js';
 import { isValidDeviceId, isValidPlatform } from '../domain/ids.js';
 import type { TrustedProxies } from '../limits/client-ip.js';
@@ -21,8 +21,8 @@ export interface HandshakeParams extends ClientCredentials {
  * `app` / `auth-app-id`, `token` / `Authorization: Bearer` (also as a query parameter,
  * the seed's form). Throws 400 / 401 PushErrors.
  */
-export function parseHandshake(req: IncomingMessage, url: URL): HandshakeParams {
-  const credentials = parseCredentials(req, url);
+export function parseHandshake(headers: IncomingHttpHeaders, url: URL): HandshakeParams {
+  const credentials = parseCredentials(headers, url);
   const device = url.searchParams.get('device');
   if (device !== null && !isValidDeviceId(device)) {
     throw new PushError('bad_request', 'device: 1..64 of [A-Za-z0-9._:-]');
@@ -30,17 +30,17 @@ export function parseHandshake(req: IncomingMessage, url: URL): HandshakeParams 
   return {
     ...credentials,
     device,
-    since: parseSince(url.searchParams.get('since') ?? header(req, 'last-event-id')),
+    since: parseSince(url.searchParams.get('since') ?? header(headers, 'last-event-id')),
   };
 }
 
-export function parseCredentials(req: IncomingMessage, url: URL): ClientCredentials {
+export function parseCredentials(headers: IncomingHttpHeaders, url: URL): ClientCredentials {
   const q = url.searchParams;
-  const appId = q.get('app') ?? q.get('auth-app-id') ?? header(req, 'auth-app-id');
+  const appId = q.get('app') ?? q.get('auth-app-id') ?? header(headers, 'auth-app-id');
   if (!appId) throw new PushError('bad_request', 'app is required (?app= or auth-app-id)');
   let token = q.get('token');
   if (token === null) {
-    const auth = q.get('Authorization') ?? q.get('authorization') ?? header(req, 'authorization');
+    const auth = q.get('Authorization') ?? q.get('authorization') ?? header(headers, 'authorization');
     const m = auth ? /^Bearer\s+(\S+)\s*$/i.exec(auth) : null;
     token = m ? m[1]! : null;
   }
@@ -63,12 +63,15 @@ export function parseSince(value: string | null | undefined): number | null {
   return Number(value);
 }
 
-function header(req: IncomingMessage, name: string): string | undefined {
-  const v = req.headers[name];
+function header(headers: IncomingHttpHeaders, name: string): string | undefined {
+  const v = headers[name];
   return Array.isArray(v) ? v[0] : v;
 }
 
-/** The client address for per-IP limits; X-Forwarded-For only from a trusted proxy (see TrustedProxies). */
-export function clientIp(req: IncomingMessage, proxies: TrustedProxies): string {
-  return proxies.clientAddress(req.socket.remoteAddress ?? 'unknown', header(req, 'x-forwarded-for'));
+/**
+ * The client address for per-IP limits, given the TCP peer: X-Forwarded-For only from a
+ * trusted proxy (see TrustedProxies).
+ */
+export function clientIp(peer: string, headers: IncomingHttpHeaders, proxies: TrustedProxies): string {
+  return proxies.clientAddress(peer, header(headers, 'x-forwarded-for'));
 }

@@ -2,10 +2,10 @@ import { closeCodeOf } from '../domain/errors.js';
 import { ALL_TOPIC, isAddressed, type Recipient, type StoredMessage } from '../domain/message.js';
 import type { ConnectionRecord } from '../store/store.js';
 import { getOrCreate } from '../util/maps.js';
+import { SharedText } from './engines/shared-text.js';
 import { CODEC_JSON, MessageFrames, type OutFrame } from './protocol/codec.js';
 import type { RoomMerger } from './room-merger.js';
 import { CLOSED, LIVE, OFFER_GAP, OFFER_QUEUED, type Session, type TopicSub } from './session.js';
-import { textFrame, writeFrame } from './transports/ws-wire.js';
 
 export interface HubOptions {
   /** Window in which frames for one connection are merged into one (0 = those routed in the same task). */
@@ -60,11 +60,11 @@ export class Hub {
   private dirty: Session[] = [];
   private flushScheduled = false;
   /**
-   * Frames of the fan-out being flushed (topic and `$all` messages), each with its WebSocket
-   * frame built on first write and then shared by every socket; null until built. Cleared
-   * when the dirty list drains, so it holds only what is in flight.
+   * Frames of the fan-out being flushed (topic and `$all` messages), each encoded (and framed)
+   * on first write and then shared by every socket. Cleared when the dirty list drains, so it
+   * holds only what is in flight.
    */
-  private readonly shared = new Map<string, Buffer | null>();
+  private readonly shared = new Map<string, SharedText>();
   private total = 0;
   /** Live rooms: topics whose messages are merged per window (set by the composition root). */
   rooms: RoomMerger | null = null;
@@ -252,7 +252,7 @@ export class Hub {
         // Flushes that chain slice after slice under constant traffic never drain the dirty
         // list; the cap bounds the map then (a frame missing from it is just sent through ws).
         if (this.shared.size >= MAX_SHARED_FRAMES) this.shared.clear();
-        this.shared.set(frame, null);
+        this.shared.set(frame, new SharedText(frame));
       }
       // `$all` needs no subscription; one exists only to replay it, and then orders it by offset.
       const queued =
@@ -283,7 +283,7 @@ export class Hub {
     const filtered = messages.some((m) => m.platforms !== null);
     if (sessions.size > 1) {
       if (this.shared.size >= MAX_SHARED_FRAMES) this.shared.clear();
-      this.shared.set(merged, null);
+      this.shared.set(merged, new SharedText(merged));
     }
     for (const s of sessions) {
       const sub = s.subs?.get(topic);
@@ -355,7 +355,7 @@ export class Hub {
       this.unregister(s);
       return;
     }
-    // Only v1 sessions ride SSE / long-poll (sendFrames) or the shared WebSocket text frames.
+    // Only v1 sessions ride SSE / long-poll (sendFrames) or the shared text frames.
     if (s.transport.sendFrames) s.transport.sendFrames(q.frames as string[], q.seqs);
     else if (!(q.frames.length === 1 && this.writeShared(s, q.frames[0]!))) {
       s.codec.sendMessages(s.transport, q.frames);
@@ -382,14 +382,9 @@ export class Hub {
 
   /** Writes a fan-out frame's shared bytes; false when it is not one or the transport cannot take them. */
   private writeShared(s: Session, frame: OutFrame): boolean {
-    if (typeof frame !== 'string') return false;
-    let wire = this.shared.get(frame);
-    if (wire === undefined) return false;
-    if (wire === null) {
-      wire = textFrame(frame);
-      this.shared.set(frame, wire);
-    }
-    return writeFrame(s.transport, wire);
+    if (typeof frame !== 'string' || !s.transport.sendShared) return false;
+    const shared = this.shared.get(frame);
+    return shared !== undefined && s.transport.sendShared(shared);
   }
 
   /** Closes a user's connections (all, or one device's) with 4003. */

@@ -7,19 +7,34 @@
  * the hub flushes queues, the heartbeat wheel checks liveness.
  */
 
-import { JSON_CODEC, type OutFrame, type SessionCodec } from './protocol/codec.js';
+import type { ClosingCode } from '../domain/errors.js';
+import type { SharedText } from './engines/shared-text.js';
+import { JSON_CODEC, type OutFrame, type ServerOp, type SessionCodec } from './protocol/codec.js';
+import type { Ref } from './protocol/json-codec.js';
 
-/** The wire under a session: a ws WebSocket satisfies it as is; SSE and long-poll adapt to it. */
+/**
+ * The connection capability a session writes through: the only way the gateway and the hub
+ * reach a socket. Each WebSocket engine (engines/), SSE, long-poll and TCP implement it.
+ */
 export interface Transport {
+  /** One frame (text for a string, binary for a Buffer); `cb` once the OS has taken it, or with an error if it never will. */
   send(data: string | Buffer, cb?: (err?: Error) => void): void;
   /**
    * Message frames one by one, with their seqs (0 for topic frames). Transports without it
    * (WebSocket) get several frames coalesced into one JSON array frame through `send`.
    */
   sendFrames?(frames: readonly string[], seqs: readonly number[], cb?: () => void): void;
+  /**
+   * A fan-out text frame whose bytes are shared with every other socket it goes to; false
+   * when it could not be written this way now (the caller sends it through `send`).
+   */
+  sendShared?(frame: SharedText): boolean;
+  /** Bytes written but not yet taken by the OS: the backpressure signal the slow-consumer cut reads. */
   readonly bufferedAmount: number;
   ping(): void;
+  /** Ends the connection with a close code and reason the client sees. */
   close(code: number, reason?: string): void;
+  /** Ends it at once, without a close frame. */
   terminate(): void;
 }
 
@@ -191,4 +206,20 @@ export class Session {
     this.frameTokens -= 1;
     return true;
   }
+}
+
+/** Sends a control frame (welcome, pong, ok, error…) unless the session has closed. */
+export function reply(s: Session, op: ServerOp, fields: Record<string, unknown>, ref?: Ref): void {
+  if (s.state !== CLOSED) s.codec.sendControl(s.transport, op, fields, ref);
+}
+
+export function replyError(s: Session, code: string, message: string, ref: Ref): void {
+  reply(s, 'error', { code, message }, ref);
+}
+
+/** How the gateway's parts end a session: with a close code the client sees, and a metric reason. */
+export interface SessionCloser {
+  close(s: Session, code: number, reason: string, metricReason: string): void;
+  /** Closes for a registry error: its close code, and the code as the metric's reason. */
+  closeFor(s: Session, code: ClosingCode, reason: string): void;
 }

@@ -1,3 +1,4 @@
+import type { IncomingMessage } from 'node:http';
 import { BlockList, isIP } from 'node:net';
 import { PushError } from '../domain/errors.js';
 
@@ -77,4 +78,26 @@ export function rateKey(address: string): string {
     .slice(0, 4)
     .map((g) => Number.parseInt(g || '0', 16).toString(16))
     .join(':')}::/64`;
+}
+
+/**
+ * The uWS engine owns the public port and forwards plain HTTP to Fastify on a private unix
+ * socket; those requests carry the real peer in this header. It is believed only on sockets
+ * of that private listener (marked with `markBridged`), never from the network.
+ */
+export const BRIDGE_PEER_HEADER = 'x-push-peer';
+const bridged = new WeakSet<object>();
+
+/** Marks a socket of the private listener behind the uWS engine. */
+export function markBridged(socket: object): void {
+  bridged.add(socket);
+}
+
+/** The TCP peer of a request: the socket's, or the one the uWS engine saw for a forwarded request. */
+export function peerAddress(req: IncomingMessage): string {
+  if (bridged.has(req.socket)) {
+    const peer = req.headers[BRIDGE_PEER_HEADER];
+    if (typeof peer === 'string') return peer;
+  }
+  return req.socket.remoteAddress ?? 'unknown';
 }

@@ -31,6 +31,9 @@ export interface TestServer {
   stop(): Promise<void>;
 }
 
+/** The WebSocket engine this test run's servers use: PUSH_ENGINE of the run (ws when unset). */
+export const TEST_ENGINE = process.env.PUSH_ENGINE === 'uws' ? 'uws' : 'ws';
+
 /** Env for a server under test: two apps, generous handshake limits (tests open many sockets quickly). */
 export function testEnv(dataDir: string, extra: Record<string, string> = {}): Record<string, string> {
   return {
@@ -42,6 +45,8 @@ export function testEnv(dataDir: string, extra: Record<string, string> = {}): Re
     PUSH_HOST: '127.0.0.1',
     PUSH_HANDSHAKES_PER_SECOND: '10000',
     PUSH_LOG_LEVEL: 'warn',
+    // `npm test` runs the suite once per engine (see TEST_ENGINE).
+    PUSH_ENGINE: TEST_ENGINE,
     ...extra,
   };
 }

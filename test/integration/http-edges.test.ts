@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestClient } from '../helpers/client.js';
 import { RawSocket } from '../helpers/raw-socket.js';
-import { startServer, type TestServer } from '../helpers/server.js';
+import { startServer, TEST_ENGINE, type TestServer } from '../helpers/server.js';
 
 /** Sends raw bytes and resolves with the status and parsed body of the response. */
 async function rawRequest(port: number, bytes: string): Promise<{ status: number; body: any }> {
@@ -18,6 +18,14 @@ async function rawRequest(port: number, bytes: string): Promise<{ status: number
 }
 
 const ERROR_BODY = { error: { code: expect.any(String), message: expect.any(String) } };
+
+/**
+ * Whether Node's HTTP parser owns the port (the ws engine). On the uws engine uWS parses the
+ * request line and headers itself: malformed requests are closed by it without our error
+ * body, its header deadline is its own (10 s), and it has no per-socket hook for the plain
+ * connection cap (docs/engines.md). Those cases run in the ws pass only.
+ */
+const NODE_PARSER = TEST_ENGINE === 'ws';
 
 describe('HTTP edges answer with the error body', () => {
   let t: TestServer;
@@ -42,7 +50,7 @@ describe('HTTP edges answer with the error body', () => {
     expect(res.body).toEqual({ error: { code: 'bad_request', message: expect.any(String) } });
   });
 
-  it.each([
+  const parserCases: [string, string, number | null][] = [
     ['an unknown method', 'FOO / HTTP/1.1\r\nHost: x\r\n\r\n', 405],
     ['an extension method on a route', 'PROPFIND /v1/push HTTP/1.1\r\nHost: x\r\n\r\n', 405],
     ['an extension method on no route', 'MKCOL /nowhere HTTP/1.1\r\nHost: x\r\n\r\n', 405],
@@ -57,7 +65,11 @@ describe('HTTP edges answer with the error body', () => {
     ],
     ['a control character in the request line', 'GET /\x01 HTTP/1.1\r\nHost: x\r\n\r\n', 400],
     ['a garbage request line', '\x16\x03\x01\x02\x00\x01\x00\r\n\r\n', null],
-  ])('%s → 4xx with the error body', async (_name, bytes, status) => {
+  ];
+  // uWS answers oversized headers with 431 and our body too (the bridge forwards nothing).
+  it.each(
+    NODE_PARSER ? parserCases : parserCases.filter(([name]) => name === 'headers over the parser limit'),
+  )('%s → 4xx with the error body', async (_name, bytes, status) => {
     const res = await rawRequest(t.port, bytes as string);
     if (status === null) expect(res.status).toBeGreaterThanOrEqual(400);
     else expect(res.status).toBe(status);
@@ -65,26 +77,27 @@ describe('HTTP edges answer with the error body', () => {
     expect(res.body).toEqual(ERROR_BODY);
   });
 
-  it('headers trickled one byte every 200 ms are cut at the header deadline (2 s here), within about a second', async () => {
-    const s = await RawSocket.open(t.port);
-    const started = Date.now();
-    const request = 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ';
-    let i = 0;
-    const timer = setInterval(() => {
-      if (s.closedAt === null) s.write(i < request.length ? request[i++]! : 'a');
-    }, 200);
-    const closedAt = await s.whenClosed();
-    clearInterval(timer);
-    expect(closedAt - started).toBeGreaterThanOrEqual(1900);
-    expect(closedAt - started).toBeLessThan(2000 + 1000 + 1000);
-    const text = s.received.toString();
-    if (text !== '') {
-      expect(text.startsWith('HTTP/1.1 408')).toBe(true);
-      expect(JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4))).toEqual({
-        error: { code: 'request_timeout', message: expect.any(String) },
-      });
-    }
-  });
+  if (NODE_PARSER)
+    it('headers trickled one byte every 200 ms are cut at the header deadline (2 s here), within about a second', async () => {
+      const s = await RawSocket.open(t.port);
+      const started = Date.now();
+      const request = 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ';
+      let i = 0;
+      const timer = setInterval(() => {
+        if (s.closedAt === null) s.write(i < request.length ? request[i++]! : 'a');
+      }, 200);
+      const closedAt = await s.whenClosed();
+      clearInterval(timer);
+      expect(closedAt - started).toBeGreaterThanOrEqual(1900);
+      expect(closedAt - started).toBeLessThan(2000 + 1000 + 1000);
+      const text = s.received.toString();
+      if (text !== '') {
+        expect(text.startsWith('HTTP/1.1 408')).toBe(true);
+        expect(JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4))).toEqual({
+          error: { code: 'request_timeout', message: expect.any(String) },
+        });
+      }
+    });
 
   it('a body trickled one byte every 200 ms is cut at the body deadline (3 s here)', async () => {
     const s = await RawSocket.open(t.port);
@@ -116,34 +129,35 @@ describe('HTTP edges answer with the error body', () => {
   });
 });
 
-describe('plain HTTP connection cap (PUSH_MAX_HTTP_CONNECTIONS)', () => {
-  let t: TestServer;
-  beforeAll(async () => {
-    t = await startServer({ PUSH_MAX_HTTP_CONNECTIONS: '3' });
-  });
-  afterAll(() => t.stop());
-
-  it('past the cap a socket gets 503 overloaded; upgraded WebSockets do not count', async () => {
-    const client = await TestClient.open(t.ws, { app: 'a', token: await t.token('u1') });
-    const idle = await Promise.all([0, 1, 2].map(() => RawSocket.open(t.port)));
-    const over = await RawSocket.open(t.port);
-    const text = await over.until('\r\n\r\n');
-    await over.whenClosed();
-    expect(text.startsWith('HTTP/1.1 503')).toBe(true);
-    expect(text).toMatch(/retry-after: 1/i);
-    expect(JSON.parse(over.received.toString().split('\r\n\r\n')[1]!)).toEqual({
-      error: { code: 'overloaded', message: expect.any(String) },
+if (NODE_PARSER)
+  describe('plain HTTP connection cap (PUSH_MAX_HTTP_CONNECTIONS)', () => {
+    let t: TestServer;
+    beforeAll(async () => {
+      t = await startServer({ PUSH_MAX_HTTP_CONNECTIONS: '3' });
     });
-    idle[0]!.destroy();
-    await idle[0]!.whenClosed();
-    // The slot is free again once the server has seen the close.
-    const ok = await waitForHealthz(t.port);
-    expect(ok).toBe(true);
-    for (const s of idle) s.destroy();
-    expect(client.closeCode).toBeNull();
-    client.ws.close();
+    afterAll(() => t.stop());
+
+    it('past the cap a socket gets 503 overloaded; upgraded WebSockets do not count', async () => {
+      const client = await TestClient.open(t.ws, { app: 'a', token: await t.token('u1') });
+      const idle = await Promise.all([0, 1, 2].map(() => RawSocket.open(t.port)));
+      const over = await RawSocket.open(t.port);
+      const text = await over.until('\r\n\r\n');
+      await over.whenClosed();
+      expect(text.startsWith('HTTP/1.1 503')).toBe(true);
+      expect(text).toMatch(/retry-after: 1/i);
+      expect(JSON.parse(over.received.toString().split('\r\n\r\n')[1]!)).toEqual({
+        error: { code: 'overloaded', message: expect.any(String) },
+      });
+      idle[0]!.destroy();
+      await idle[0]!.whenClosed();
+      // The slot is free again once the server has seen the close.
+      const ok = await waitForHealthz(t.port);
+      expect(ok).toBe(true);
+      for (const s of idle) s.destroy();
+      expect(client.closeCode).toBeNull();
+      client.ws.close();
+    });
   });
-});
 
 async function waitForHealthz(port: number): Promise<boolean> {
   for (let i = 0; i < 50; i++) {

@@ -13,6 +13,14 @@ describe('config', () => {
     expect(Object.isFrozen(c) && Object.isFrozen(c.limits)).toBe(true);
   });
 
+  it('PUSH_ENGINE picks ws (the default) or uws; anything else is config_invalid', () => {
+    expect(loadConfig({ env: {} }).engine).toBe('ws');
+    expect(loadConfig({ env: { PUSH_ENGINE: 'uws' } }).engine).toBe('uws');
+    expect(() => loadConfig({ env: { PUSH_ENGINE: 'uwebsockets' } })).toThrow(
+      /PUSH_ENGINE: expected ws or uws/,
+    );
+  });
+
   it('lets env override defaults and flags override env', () => {
     const c = loadConfig({ env: { PUSH_PORT: '9000', PUSH_HEARTBEAT_MS: '2s' }, flags: { port: '9100' } });
     expect(c.port).toBe(9100);

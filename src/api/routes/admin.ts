@@ -8,6 +8,7 @@ import { PushError } from '../../domain/errors.js';
 import { isValidAppId, isValidDeviceId, isValidUserId } from '../../domain/ids.js';
 import type { Ingest } from '../../ingest/ingest.js';
 import { parsePushRequest } from '../../ingest/push-request.js';
+import { peerAddress } from '../../limits/client-ip.js';
 import { FailureThrottle } from '../../limits/failure-throttle.js';
 import type { Metrics } from '../../observability/metrics.js';
 import { StatsSampler } from '../../observability/stats.js';
@@ -207,7 +208,7 @@ export function adminAuth(adminToken: string | null) {
         'the admin API and dashboard are disabled: set PUSH_ADMIN_TOKEN to enable them',
       );
     }
-    const ip = req.socket.remoteAddress ?? 'unknown';
+    const ip = peerAddress(req.raw);
     const wait = guesses.blockedFor(ip);
     if (wait > 0) {
       void reply.header('retry-after', String(wait));

@@ -9,7 +9,7 @@ import type { Admission, Gateway } from '../../gateway/gateway.js';
 import { clientIp, parseCredentials } from '../../gateway/handshake.js';
 import { LongPollTransport } from '../../gateway/transports/long-poll.js';
 import { SseTransport } from '../../gateway/transports/sse.js';
-import type { TrustedProxies } from '../../limits/client-ip.js';
+import { peerAddress, type TrustedProxies } from '../../limits/client-ip.js';
 import type { Metrics } from '../../observability/metrics.js';
 import type { DeliveryStore, MessageStore } from '../../store/store.js';
 import {
@@ -52,7 +52,7 @@ export function registerClientRoutes(app: FastifyInstance, deps: ClientRouteDeps
   const { apps, store, status, gateway } = deps;
 
   const bearer = async (req: FastifyRequest): Promise<{ appId: string; claims: TokenClaims }> => {
-    const credentials = parseCredentials(req.raw, requestUrl(req));
+    const credentials = parseCredentials(req.headers, requestUrl(req));
     try {
       return {
         appId: credentials.appId,
@@ -65,7 +65,11 @@ export function registerClientRoutes(app: FastifyInstance, deps: ClientRouteDeps
 
   const admit = async (req: FastifyRequest): Promise<Admission> => {
     try {
-      return await gateway.admit(req.raw, requestUrl(req), clientIp(req.raw, deps.trustProxy));
+      return await gateway.admit(
+        req.headers,
+        requestUrl(req),
+        clientIp(peerAddress(req.raw), req.headers, deps.trustProxy),
+      );
     } catch (err) {
       throw asBearerError(err);
     }

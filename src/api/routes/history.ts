@@ -5,7 +5,7 @@ import type { StatusWriter } from '../../delivery/status-writer.js';
 import { PushError } from '../../domain/errors.js';
 import { isValidTopic } from '../../domain/ids.js';
 import { ALL_TOPIC, type StoredMessage } from '../../domain/message.js';
-import type { TopicRetention } from '../../gateway/gateway.js';
+import type { TopicRetention } from '../../gateway/replay.js';
 import type { HistoryRow, MessageStore } from '../../store/store.js';
 import { userParam } from '../http-server.js';
 import {

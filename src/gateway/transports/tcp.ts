@@ -1,4 +1,3 @@
-import type { IncomingMessage } from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
 import { isPushError, PushError } from '../../domain/errors.js';
@@ -154,8 +153,7 @@ export class TcpTransport {
     try {
       const url = new URL(`tcp://push/?${hello.query}`);
       // The gateway's checks read headers for browser-only things (Origin); a TCP client has none.
-      const req = { headers: {}, socket } as unknown as IncomingMessage;
-      admission = await this.gateway.admit(req, url, socket.remoteAddress ?? 'unknown');
+      admission = await this.gateway.admit({}, url, socket.remoteAddress ?? 'unknown');
     } catch (err) {
       if (!isPushError(err)) {
         this.log.error({ err }, 'tcp hello failed');

@@ -1,96 +1,83 @@
-import { type IncomingMessage, type Server, STATUS_CODES } from 'node:http';
-import type { Duplex } from 'node:stream';
-import { type WebSocket, WebSocketServer } from 'ws';
+import { type IncomingHttpHeaders, STATUS_CODES } from 'node:http';
 import { closeCodeOf, isPushError, PushError, toErrorBody } from '../../domain/errors.js';
 import type { TrustedProxies } from '../../limits/client-ip.js';
 import type { Logger } from '../../observability/logger.js';
 import type { Metrics } from '../../observability/metrics.js';
-import type { Gateway } from '../gateway.js';
+import type { Admission, Gateway } from '../gateway.js';
 import { clientIp } from '../handshake.js';
 import { SUBPROTOCOL_BINARY } from '../protocol/binary-codec.js';
-import { createBinaryCodec, parseCodecOffer } from '../protocol/codec.js';
+import { type BinaryCodec, createBinaryCodec, parseCodecOffer } from '../protocol/codec.js';
 import { SUBPROTOCOL_JSON } from '../protocol/json-codec.js';
 import { HEADER_BYTES } from '../protocol/v2-frame.js';
-import type { Session } from '../session.js';
+import type { Session, Transport } from '../session.js';
 
 /** Socket paths: ours, and the seed's (`/message-push/v1/message`). */
-const WS_PATHS = new Set(['/v1/ws', '/message-push/v1/message']);
+export const WS_PATHS = new Set(['/v1/ws', '/message-push/v1/message']);
 
-export interface WebSocketTransportOptions {
+const SUBPROTOCOLS = [SUBPROTOCOL_JSON, SUBPROTOCOL_BINARY];
+
+export interface WebSocketOptions {
   readonly maxFrameBytes: number;
   readonly trustProxy: TrustedProxies;
   /** v2: bodies of at least this many bytes are compressed (when the client accepts a compression). */
   readonly compressMin: number;
 }
 
-const SUBPROTOCOLS = [SUBPROTOCOL_JSON, SUBPROTOCOL_BINARY];
+/** What an upgrade request carries, copied out of whichever engine parsed it. */
+export interface UpgradeRequest {
+  /** Path and query, as on the request line. */
+  readonly url: string;
+  readonly headers: IncomingHttpHeaders;
+  /** The TCP peer's address. */
+  readonly peer: string;
+}
 
-type SessionSocket = WebSocket & { session?: Session };
+/** A handshake that passed: the session's admission and protocol, and the subprotocol to answer with. */
+export interface AcceptedUpgrade {
+  readonly admission: Admission;
+  /** `Sec-WebSocket-Protocol` of the answer; null when the client offered none (v1). */
+  readonly subprotocol: string | null;
+  /** v2 sessions: their codec; v1 sessions share the JSON codec. */
+  readonly codec: BinaryCodec | undefined;
+}
+
+/** Largest WebSocket message a session accepts: v2 messages carry a whole fragment plus its header. */
+export function maxMessageBytes(options: WebSocketOptions, binary: boolean): number {
+  return binary ? options.maxFrameBytes + HEADER_BYTES : options.maxFrameBytes;
+}
 
 /**
- * The WebSocket wire: refuses bad handshakes with an HTTP status before the upgrade,
- * upgrades good ones, and wires socket events to the gateway. Listeners are shared
- * functions (the socket is `this`), so a connection costs no closures.
+ * The WebSocket handshake as the contract states it, whatever engine carries the bytes:
+ * refuses bad handshakes with an HTTP status before the upgrade (path 404, subprotocol 400,
+ * then the gateway's admission checks), picks `push.v1.json` or `push.v2.bin`, and turns an
+ * upgraded socket into a session (or closes it with 1013 when the node filled up meanwhile).
  */
-export class WebSocketTransport {
-  private readonly wss: WebSocketServer;
-  /** v2 sessions: a WebSocket message holds a whole fragment of PUSH_MAX_FRAME bytes plus its header. */
-  private readonly wssBinary: WebSocketServer;
-  private readonly onMessage: (this: SessionSocket, data: Buffer, isBinary: boolean) => void;
-  private readonly onClose: (this: SessionSocket) => void;
-  private readonly onPong: (this: SessionSocket) => void;
-  private readonly onError: (this: SessionSocket, err: Error) => void;
-
+export class WebSocketHandshake {
   constructor(
     private readonly gateway: Gateway,
-    private readonly options: WebSocketTransportOptions,
+    readonly options: WebSocketOptions,
     private readonly metrics: Metrics,
     private readonly log: Logger,
-  ) {
-    this.wss = new WebSocketServer({
-      noServer: true,
-      clientTracking: false,
-      perMessageDeflate: false,
-      maxPayload: options.maxFrameBytes,
-      handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL_JSON) ? SUBPROTOCOL_JSON : false),
-    });
-    this.wssBinary = new WebSocketServer({
-      noServer: true,
-      clientTracking: false,
-      perMessageDeflate: false,
-      maxPayload: options.maxFrameBytes + HEADER_BYTES,
-      handleProtocols: () => SUBPROTOCOL_BINARY,
-    });
-    this.onMessage = function (data, isBinary) {
-      if (this.session) gateway.handleFrame(this.session, data, isBinary);
-    };
-    this.onClose = function () {
-      if (this.session) gateway.closed(this.session);
-    };
-    this.onPong = function () {
-      if (this.session) this.session.lastSeen = Date.now();
-    };
-    this.onError = function (err) {
-      // ws closes the socket itself (1009 for oversized frames, 1002 for protocol errors).
-      log.debug({ err: err.message, connectionId: this.session?.id }, 'socket error');
-    };
-  }
+  ) {}
 
-  attach(server: Server): void {
-    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-      socket.on('error', () => socket.destroy());
-      this.upgrade(req, socket, head).catch((err: unknown) => {
+  /** Every check before the upgrade; a PushError (counted unless it is a 404) is the refusal to answer with. */
+  async check(req: UpgradeRequest): Promise<AcceptedUpgrade | PushError> {
+    try {
+      return await this.checkOrThrow(req);
+    } catch (err) {
+      if (!isPushError(err)) {
         this.log.error({ err }, 'upgrade failed');
-        refuse(socket, new PushError('internal', 'internal error'));
-      });
-    });
+        return new PushError('internal', 'internal error');
+      }
+      if (err.code !== 'not_found') this.metrics.handshakesRefused.inc({ status: String(err.spec.status) });
+      return err;
+    }
   }
 
-  private async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://localhost');
+  private async checkOrThrow(req: UpgradeRequest): Promise<AcceptedUpgrade> {
+    const url = new URL(req.url, 'http://localhost');
     if (!WS_PATHS.has(url.pathname)) {
-      refuse(socket, new PushError('not_found', `no WebSocket endpoint at ${url.pathname}`));
-      return;
+      throw new PushError('not_found', `no WebSocket endpoint at ${url.pathname}`);
     }
     // The first subprotocol offered that this server speaks; none offered means v1.
     const offered = req.headers['sec-websocket-protocol'];
@@ -101,74 +88,64 @@ export class WebSocketTransport {
           .find((p) => SUBPROTOCOLS.includes(p))
       : SUBPROTOCOL_JSON;
     if (protocol === undefined) {
-      this.refuseCounted(
-        socket,
-        new PushError(
-          'bad_request',
-          `unsupported subprotocol; this server speaks ${SUBPROTOCOLS.join(', ')}`,
-        ),
+      throw new PushError(
+        'bad_request',
+        `unsupported subprotocol; this server speaks ${SUBPROTOCOLS.join(', ')}`,
       );
-      return;
     }
-    let admission: Awaited<ReturnType<Gateway['admit']>>;
-    try {
-      admission = await this.gateway.admit(req, url, clientIp(req, this.options.trustProxy));
-    } catch (err) {
-      if (!isPushError(err)) throw err;
-      this.refuseCounted(socket, err);
-      return;
-    }
-    if (socket.destroyed) return;
-    // Checked here, synchronously before the upgrade, because open() refuses once a stop began.
+    const ip = clientIp(req.peer, req.headers, this.options.trustProxy);
+    const admission = await this.gateway.admit(req.headers, url, ip);
+    // Checked here, right before the upgrade, because open() refuses once a stop began.
     if (this.gateway.isStopping) {
-      this.refuseCounted(socket, new PushError('unavailable', 'server is shutting down'));
-      return;
+      this.gateway.release(admission);
+      throw new PushError('unavailable', 'server is shutting down');
     }
     const binary = protocol === SUBPROTOCOL_BINARY;
-    const codec = binary
-      ? createBinaryCodec(parseCodecOffer(url.searchParams), this.options.compressMin, true)
-      : undefined;
-    (binary ? this.wssBinary : this.wss).handleUpgrade(req, socket, head, (ws: SessionSocket) => {
-      let s: Session;
-      try {
-        s = this.gateway.open(admission, ws, codec);
-      } catch (err) {
-        // Past PUSH_MAX_CONNECTIONS (another handshake took the last slot meanwhile): 1013.
-        const code =
-          isPushError(err) && 'closeCode' in err.spec ? err.spec.closeCode! : closeCodeOf('internal');
-        this.metrics.closes.inc({ reason: isPushError(err) ? err.code : 'internal' });
-        ws.close(code, isPushError(err) ? err.message.slice(0, 100) : 'internal error');
-        return;
-      }
-      ws.session = s;
-      ws.on('message', this.onMessage);
-      ws.on('close', this.onClose);
-      ws.on('pong', this.onPong);
-      ws.on('error', this.onError);
-      this.gateway.sendWelcome(s);
-      void this.gateway.replay(s, admission.since);
-    });
+    return {
+      admission,
+      subprotocol: offered ? protocol : null,
+      codec: binary
+        ? createBinaryCodec(parseCodecOffer(url.searchParams), this.options.compressMin, true)
+        : undefined,
+    };
   }
 
-  private refuseCounted(socket: Duplex, err: PushError): void {
-    this.metrics.handshakesRefused.inc({ status: String(err.spec.status) });
-    refuse(socket, err);
+  /**
+   * The socket is upgraded: a session for it, or null when it was refused after all
+   * (PUSH_MAX_CONNECTIONS reached by another handshake meanwhile: closed with 1013).
+   */
+  open(accepted: AcceptedUpgrade, conn: Transport): Session | null {
+    try {
+      return this.gateway.open(accepted.admission, conn, accepted.codec);
+    } catch (err) {
+      const code =
+        isPushError(err) && 'closeCode' in err.spec ? err.spec.closeCode! : closeCodeOf('internal');
+      this.metrics.closes.inc({ reason: isPushError(err) ? err.code : 'internal' });
+      conn.close(code, isPushError(err) ? err.message.slice(0, 100) : 'internal error');
+      return null;
+    }
   }
 
-  close(): void {
-    this.wss.close();
-    this.wssBinary.close();
+  /** The session's first frames: welcome, then its backlog. */
+  greet(s: Session, accepted: AcceptedUpgrade): void {
+    this.gateway.sendWelcome(s);
+    void this.gateway.replay(s, accepted.admission.since);
+  }
+
+  /** The upgraded socket's client went away before `open`: its reservation is given back. */
+  abandon(accepted: AcceptedUpgrade): void {
+    this.gateway.release(accepted.admission);
   }
 }
 
-/** Answers a refused upgrade with a plain HTTP response and the API's error body. */
-function refuse(socket: Duplex, err: PushError): void {
-  if (socket.destroyed) return;
+/** A refused upgrade as a whole HTTP response: status line, headers and the API's error body. */
+export function refusal(err: PushError): {
+  status: string;
+  headers: [string, string][];
+  body: string;
+} {
   const status = err.spec.status;
-  const body = JSON.stringify(toErrorBody(err));
-  const retry = status === 429 || status === 503 ? 'Retry-After: 1\r\n' : '';
-  socket.end(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: application/json\r\n` +
-      `Content-Length: ${Buffer.byteLength(body)}\r\n${retry}\r\n${body}`,
-  );
+  const headers: [string, string][] = [['Content-Type', 'application/json']];
+  if (status === 429 || status === 503) headers.push(['Retry-After', '1']);
+  return { status: `${status} ${STATUS_CODES[status]}`, headers, body: JSON.stringify(toErrorBody(err)) };
 }
