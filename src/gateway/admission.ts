@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { AppRegistry } from '../auth/app-registry.js';
 import type { TokenClaims } from '../auth/tokens.js';
 import type { InterestTracker } from '../cluster/interest-tracker.js';
+import type { Presence } from '../cluster/presence.js';
 import type { LimitsConfig } from '../config.js';
 import { PushError } from '../domain/errors.js';
 import { rateKey } from '../limits/client-ip.js';
@@ -10,7 +11,6 @@ import { UserReservations } from '../limits/user-reservations.js';
 import { parseHandshake } from './handshake.js';
 import type { Hub } from './hub.js';
 import { resolvePlatform } from './platform.js';
-import type { Presence } from '../cluster/presence.js';
 import { KeyedRateLimiter } from './rate-limiter.js';
 
 /** A client that passed the handshake checks and may be given a session. */
