@@ -2,6 +2,7 @@ import { type Insertable, Kysely, MysqlDialect, sql, type Transaction } from 'ky
 import { createConnection, createPool } from 'mysql2';
 import type { StoreConfig } from '../config.js';
 import { PushError } from '../domain/errors.js';
+import { mysqlTlsOptions } from '../util/mysql-tls.js';
 import type { Database, MessagesTable } from './schema.js';
 import { chunks, counterKey, SqlStore } from './sql-store.js';
 
@@ -154,5 +155,6 @@ export function serverOptions(url: URL) {
     password: decodeURIComponent(url.password),
     charset: 'utf8mb4',
     connectTimeout: 5000,
+    ...mysqlTlsOptions(url),
   };
 }
