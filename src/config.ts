@@ -200,7 +200,7 @@ export const SETTINGS: readonly Setting[] = [
     key: 'dbUrl',
     env: 'PUSH_DB_URL',
     kind: 'string',
-    doc: 'store: `sqlite:<path>` or `mysql://user:pass@host:3306/db` (MariaDB too; the database is created if missing)',
+    doc: 'store: `sqlite:<path>` or `mysql://user:pass@host:3306/db` (MariaDB too; the database is created if missing; TLS: `?ssl=true`, `?ssl-ca=/path/ca.pem`)',
     default: '`sqlite:<dataDir>/push.db`',
   },
   {

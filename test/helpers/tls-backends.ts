@@ -1,6 +1,7 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
+import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './child-server.js';
 import { waitUntil } from './wait.js';
@@ -144,6 +145,43 @@ export async function startTlsProxy(
     [
       `OPENSSL-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork,cert=${c.cert},key=${c.key},verify=0`,
       `TCP:${target.host}:${target.port}`,
+    ],
+    port,
+  );
+}
+
+/** A MariaDB server of the test's own on a temp datadir that accepts TLS connections only (root, no password). */
+export async function startMariadbTls(dir: string, c: Certificate): Promise<Backend> {
+  const data = join(dir, 'mariadb');
+  const user = userInfo().username;
+  execFileSync(
+    'mariadb-install-db',
+    [
+      '--no-defaults',
+      `--datadir=${data}`,
+      `--user=${user}`,
+      '--auth-root-authentication-method=normal',
+      '--skip-test-db',
+    ],
+    { stdio: 'ignore' },
+  );
+  const port = await freePort();
+  return serve(
+    'mariadbd',
+    [
+      '--no-defaults',
+      `--datadir=${data}`,
+      `--user=${user}`,
+      `--port=${port}`,
+      '--bind-address=127.0.0.1',
+      `--socket=${join(dir, 'mariadb.sock')}`,
+      `--pid-file=${join(dir, 'mariadb.pid')}`,
+      `--ssl-cert=${c.cert}`,
+      `--ssl-key=${c.key}`,
+      '--require-secure-transport=ON',
+      '--skip-log-bin',
+      '--skip-name-resolve',
+      '--innodb-buffer-pool-size=16M',
     ],
     port,
   );

@@ -180,7 +180,7 @@ await describeWithService('redis', 'Redis Streams queue ingress', (url) => {
       expect([...new Set(seen)]).toEqual(expected);
     }
     await waitUntil(async () => (await pendingCount()) === 0);
-  });
+  }, 120_000); // two process starts and 5,000 messages: well past 30 s on a loaded machine
 
   it('malformed payloads land in message-push:dead with their reason and original body and never block the stream; a duplicate id with the same body is simply acked', async () => {
     await redis.del(DEAD_STREAM);

@@ -3,6 +3,7 @@ import { createConnection, createPool, type Pool } from 'mysql2';
 import type { StoreConfig } from '../../config.js';
 import { PushError } from '../../domain/errors.js';
 import { STATUS_CODE } from '../../domain/message.js';
+import { mysqlTlsOptions } from '../../util/mysql-tls.js';
 import { counterKey, type ExistingMessage, type PersistOps, persistBatch } from '../sql/persist-plan.js';
 import type { Database, MessagesTable } from '../sql/schema.js';
 import { chunks, type MessageRow, SqlStore, toStoredMessage } from '../sql/sql-store.js';
@@ -296,5 +297,6 @@ export function serverOptions(url: URL) {
     password: decodeURIComponent(url.password),
     charset: 'utf8mb4',
     connectTimeout: 5000,
+    ...mysqlTlsOptions(url),
   };
 }
