@@ -424,8 +424,8 @@ export const SETTINGS: readonly Setting[] = [
     key: 'allowedOrigins',
     env: 'PUSH_ALLOWED_ORIGINS',
     kind: 'list',
-    doc: 'comma-separated browser origins; others get 403',
-    default: 'any',
+    doc: 'browser origins (exact, comma-separated) admitted to the socket and answered CORS on the client HTTP API; `*` = any. Empty = none: only pages served by this server itself (same host) and clients that send no Origin',
+    default: 'empty',
   },
   {
     key: 'trustProxy',

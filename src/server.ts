@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { registerCors } from './api/cors.js';
 import { createHttpServer } from './api/http-server.js';
 import { PACKAGE_VERSION, registerOpenApi } from './api/openapi.js';
 import { registerAdminRoutes } from './api/routes/admin.js';
@@ -43,6 +44,7 @@ import { QueueIngest } from './ingest/queue-consumer.js';
 import { HandoffSender } from './lifecycle/handoff-sender.js';
 import { Recall } from './lifecycle/recall.js';
 import { Webhooks } from './lifecycle/webhooks.js';
+import { AllowedOrigins } from './limits/allowed-origins.js';
 import { AppRateLimiter } from './limits/app-rate.js';
 import { PRIVATE_NETWORKS, TrustedProxies } from './limits/client-ip.js';
 import { LoadMonitor } from './limits/load-monitor.js';
@@ -127,12 +129,13 @@ export async function createServer(config: Config, options: { log?: Logger } = {
   const interest = cluster ? new InterestTracker(bus, hub) : null;
   metrics.busFrames(() => bus.framesReceived);
   const audience = new ClusterAudience(hub, cluster);
+  const origins = new AllowedOrigins(config.allowedOrigins);
   gateway = new Gateway(
     {
       nodeId: config.nodeId,
       heartbeatMs: config.heartbeatMs,
       limits: config.limits,
-      allowedOrigins: config.allowedOrigins,
+      allowedOrigins: origins,
       topicRetention,
     },
     { hub, store, apps, status, connections, presence, interest, metrics, log, bus, load },
@@ -219,6 +222,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
     ...(tlsFiles && config.engine === 'ws' ? { tls: tlsFiles } : {}),
   });
   await registerOpenApi(http, PACKAGE_VERSION);
+  await registerCors(http, origins);
   registerPushRoutes(http, {
     apps,
     ingest,

@@ -5,6 +5,7 @@ import type { InterestTracker } from '../cluster/interest-tracker.js';
 import type { Presence } from '../cluster/presence.js';
 import type { LimitsConfig } from '../config.js';
 import { PushError } from '../domain/errors.js';
+import type { AllowedOrigins } from '../limits/allowed-origins.js';
 import { rateKey } from '../limits/client-ip.js';
 import type { LoadMonitor } from '../limits/load-monitor.js';
 import { UserReservations } from '../limits/user-reservations.js';
@@ -24,7 +25,7 @@ export interface Admission {
 
 export interface AdmissionOptions {
   readonly limits: LimitsConfig;
-  readonly allowedOrigins: readonly string[];
+  readonly allowedOrigins: AllowedOrigins;
 }
 
 export interface AdmissionDeps {
@@ -67,7 +68,7 @@ export class Admissions {
     const params = parseHandshake(headers, url);
     const claims = await this.deps.apps.verifyToken(params.appId, params.token);
     const origin = headers.origin;
-    if (origin && this.options.allowedOrigins.length > 0 && !this.options.allowedOrigins.includes(origin)) {
+    if (!this.options.allowedOrigins.admits(origin, headers.host)) {
       throw new PushError('forbidden', 'origin not allowed');
     }
     const max = this.options.limits.maxConnectionsPerUser;

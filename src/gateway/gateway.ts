@@ -8,6 +8,7 @@ import type { Presence } from '../cluster/presence.js';
 import type { LimitsConfig } from '../config.js';
 import type { StatusWriter } from '../delivery/status-writer.js';
 import { type ClosingCode, closeCodeOf, PushError } from '../domain/errors.js';
+import type { AllowedOrigins } from '../limits/allowed-origins.js';
 import type { LoadMonitor } from '../limits/load-monitor.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -28,7 +29,7 @@ export interface GatewayOptions {
   readonly nodeId: string;
   readonly heartbeatMs: number;
   readonly limits: LimitsConfig;
-  readonly allowedOrigins: readonly string[];
+  readonly allowedOrigins: AllowedOrigins;
   readonly topicRetention: TopicRetention;
 }
 

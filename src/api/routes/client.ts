@@ -252,7 +252,10 @@ export function registerClientRoutes(app: FastifyInstance, deps: ClientRouteDeps
 }
 
 /** The raw response is ours from here on (streams and held requests). */
+/** The transport writes its own head; headers hooks set (CORS) go out with it. */
 function hijack(reply: FastifyReply): void {
+  for (const [name, value] of Object.entries(reply.getHeaders()))
+    if (value !== undefined) reply.raw.setHeader(name, value);
   reply.hijack();
 }
 
