@@ -1,6 +1,7 @@
 import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import { PushError } from '../domain/errors.js';
 import type { Logger } from '../observability/logger.js';
+import { natsConnectOptions } from '../util/nats-url.js';
 import type { Interest } from './interest.js';
 import { type BusRouting, RemoteBus } from './remote-bus.js';
 
@@ -86,12 +87,10 @@ export async function createNatsBus(
   log: Logger,
   routing: BusRouting = 'interest',
 ): Promise<NatsBus> {
-  const u = new URL(url);
   let nc: NatsConnection;
   try {
     nc = await connect({
-      servers: `${u.hostname}:${u.port || 4222}`,
-      ...(u.username ? { user: decodeURIComponent(u.username), pass: decodeURIComponent(u.password) } : {}),
+      ...natsConnectOptions(url),
       name: `message-push ${nodeId}`,
       maxReconnectAttempts: -1,
       waitOnFirstConnect: false,

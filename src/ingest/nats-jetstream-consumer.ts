@@ -17,6 +17,7 @@ import {
 import { connect, millis, type NatsConnection, nanos } from '@nats-io/transport-node';
 import { PushError } from '../domain/errors.js';
 import { isValidMessageId } from '../domain/ids.js';
+import { natsConnectOptions } from '../util/nats-url.js';
 import type { QueueDriverConfig, QueueDriverDeps } from './create-queue-consumers.js';
 import { QueueDriverCore, startFailure } from './queue/queue-driver.js';
 import type { QueueConsumer } from './queue-consumer.js';
@@ -125,7 +126,7 @@ export class NatsJetStreamConsumer implements QueueConsumer {
   async start(): Promise<void> {
     try {
       const nc = await connect({
-        servers: this.config.url,
+        ...natsConnectOptions(this.config.url),
         name: `message-push ${this.config.consumerName}`,
         timeout: CONNECT_TIMEOUT_MS,
         waitOnFirstConnect: false,

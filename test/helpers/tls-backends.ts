@@ -186,3 +186,9 @@ export async function startMariadbTls(dir: string, c: Certificate): Promise<Back
     port,
   );
 }
+
+/** A plain nats-server of a test's own that admits only clients presenting `token`. */
+export async function startNatsWithToken(token: string): Promise<Backend> {
+  const port = await freePort();
+  return serve('nats-server', ['-a', '127.0.0.1', '-p', String(port), '--auth', token], port);
+}
