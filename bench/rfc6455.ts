@@ -183,6 +183,9 @@ export function attachRfc6455(
     const c = new Rfc6455Connection(socket, onMessage);
     onOpen(c);
     socket.on('data', (chunk: Buffer) => c.onData(chunk));
+    // node:http keeps its sockets half-open: a client that goes without a close frame
+    // would otherwise leave this side open for ever.
+    socket.on('end', () => socket.end());
     socket.on('error', () => socket.destroy());
     socket.on('close', () => onClose(c));
     if (head.length > 0) c.onData(head);
