@@ -106,7 +106,7 @@ export class BatchTx {
       throw err;
     }
     if (commit) this.done = true;
-    queued.forEach((q, i) => q.answer?.(null, results[first - queued.length + i]));
+    for (let i = 0; i < queued.length; i++) queued[i]!.answer?.(null, results[first - queued.length + i]);
     return results.slice(first, first + statements.length);
   }
 }
