@@ -96,6 +96,8 @@ export interface Config {
   readonly busUrl: string;
   /** `interest`: a node receives from the bus only what its connections need; `broadcast`: everything. */
   readonly busRouting: 'interest' | 'broadcast';
+  /** Prefix of this cluster's bus channels: clusters sharing one Redis or NATS never hear each other. */
+  readonly busNamespace: string;
   /** WebSocket engine that owns the public port (src/gateway/engines/). */
   readonly engine: 'ws' | 'uws';
   /** Node processes `start` runs on one port (node:cluster); each is a full node. */
@@ -222,6 +224,13 @@ export const SETTINGS: readonly Setting[] = [
     env: 'PUSH_BUS_ROUTING',
     kind: 'string',
     doc: 'interest (default: a node receives only what its connections need) | broadcast (every node everything; for a rolling upgrade from a version without routing)',
+  },
+  {
+    key: 'busNamespace',
+    env: 'PUSH_BUS_NAMESPACE',
+    kind: 'string',
+    doc: 'names this cluster on a shared bus (channels `message-push:<ns>:bus…`, subjects `message-push.<ns>.bus…`); 1..64 of [A-Za-z0-9_-]. Nodes of one cluster must agree',
+    default: 'the database name of `PUSH_DB_URL`',
   },
   {
     key: 'workers',
@@ -690,6 +699,10 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
       `PUSH_BUS_ROUTING: expected interest or broadcast, got "${busRouting}"`,
     );
   }
+  const busNamespace = get('busNamespace', defaultBusNamespace(dbUrl));
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(busNamespace)) {
+    throw new PushError('config_invalid', 'PUSH_BUS_NAMESPACE: 1..64 of [A-Za-z0-9_-]');
+  }
   const engine = get('engine', 'ws');
   if (engine !== 'ws' && engine !== 'uws') {
     throw new PushError('config_invalid', `PUSH_ENGINE: expected ws or uws, got "${engine}"`);
@@ -731,6 +744,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     store: { url: dbUrl, sqliteSync },
     busUrl,
     busRouting,
+    busNamespace,
     engine,
     workers,
     queue: {
@@ -812,4 +826,14 @@ function deepFreeze<T>(value: T): T {
     Object.freeze(value);
   }
   return value;
+}
+
+/**
+ * Nodes that share a store are one cluster, so the store's database names its bus channels by
+ * default: two deployments on one Redis or NATS, each with its own database, stay apart.
+ */
+function defaultBusNamespace(dbUrl: string): string {
+  if (!dbUrl.startsWith('mysql://')) return 'default';
+  const database = decodeURIComponent(new URL(dbUrl).pathname.slice(1));
+  return database.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 64) || 'default';
 }

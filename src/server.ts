@@ -87,7 +87,7 @@ export async function createServer(config: Config, options: { log?: Logger } = {
   const topicRetention = { count: config.delivery.topicRetentionCount, ms: config.delivery.topicRetentionMs };
   let bus: Awaited<ReturnType<typeof createBus>>;
   try {
-    bus = await createBus(config.busUrl, config.nodeId, log, config.busRouting);
+    bus = await createBus(config.busUrl, config.nodeId, log, config.busRouting, config.busNamespace);
   } catch (err) {
     await store.close();
     throw err;

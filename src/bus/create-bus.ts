@@ -3,7 +3,7 @@ import type { Bus } from './bus.js';
 import { MemoryBus } from './memory-bus.js';
 import { createNatsBus } from './nats-bus.js';
 import { createRedisBus } from './redis-bus.js';
-import type { BusRouting } from './remote-bus.js';
+import { type BusRouting, DEFAULT_BUS_NAMESPACE } from './remote-bus.js';
 
 /** Chooses the bus driver by the scheme of PUSH_BUS_URL (config has validated it). */
 export async function createBus(
@@ -11,8 +11,9 @@ export async function createBus(
   nodeId: string,
   log: Logger,
   routing: BusRouting = 'interest',
+  namespace = DEFAULT_BUS_NAMESPACE,
 ): Promise<Bus> {
   if (url === '') return new MemoryBus();
-  if (url.startsWith('nats://')) return createNatsBus(url, nodeId, log, routing);
-  return createRedisBus(url, nodeId, log, routing);
+  if (url.startsWith('nats://')) return createNatsBus(url, nodeId, log, routing, namespace);
+  return createRedisBus(url, nodeId, log, routing, namespace);
 }

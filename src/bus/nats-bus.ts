@@ -3,19 +3,17 @@ import { PushError } from '../domain/errors.js';
 import type { Logger } from '../observability/logger.js';
 import { natsConnectOptions } from '../util/nats-url.js';
 import type { Interest } from './interest.js';
-import { type BusRouting, RemoteBus } from './remote-bus.js';
-
-const SUBJECT = 'message-push.bus';
+import { type BusRouting, DEFAULT_BUS_NAMESPACE, RemoteBus } from './remote-bus.js';
 
 /** One subject token for any text: base64url has no '.', '*', '>' or whitespace, and is never empty here. */
 const token = (text: string) => Buffer.from(text, 'utf8').toString('base64url');
 
 /**
- * Core NATS between nodes. Every node subscribes to `message-push.bus` (envelopes for every
- * node) and, routing by interest, to `message-push.bus.u.<app>.<user>` per user it holds,
+ * Core NATS between nodes. Every node subscribes to `message-push.<ns>.bus` (envelopes for every
+ * node) and, routing by interest, to `message-push.<ns>.bus.u.<app>.<user>` per user it holds,
  * `….t.<app>.<topic>` per topic it has subscribers for and `….a.<app>` per app with
  * connections here (app, user and topic base64url-encoded, one token each), so
- * `message-push.bus.>` sees everything and `message-push.bus.u.<app>.*` one app's users.
+ * `message-push.<ns>.bus.>` sees everything and `message-push.<ns>.bus.u.<app>.*` one app's users.
  * At-most-once like Redis pub/sub; clients resume from the store, so nothing accepted is lost.
  */
 export class NatsBus extends RemoteBus {
@@ -26,20 +24,21 @@ export class NatsBus extends RemoteBus {
     private readonly nc: NatsConnection,
     nodeId: string,
     routing: BusRouting,
+    private readonly subject: string,
   ) {
     super(nodeId, routing);
-    this.subscribeOne(SUBJECT);
+    this.subscribeOne(subject);
   }
 
   protected addressOf(i: Interest | null): string {
-    if (i === null) return SUBJECT;
+    if (i === null) return this.subject;
     switch (i.kind) {
       case 'user':
-        return `${SUBJECT}.u.${token(i.appId)}.${token(i.userId)}`;
+        return `${this.subject}.u.${token(i.appId)}.${token(i.userId)}`;
       case 'topic':
-        return `${SUBJECT}.t.${token(i.appId)}.${token(i.topic)}`;
+        return `${this.subject}.t.${token(i.appId)}.${token(i.topic)}`;
       case 'app':
-        return `${SUBJECT}.a.${token(i.appId)}`;
+        return `${this.subject}.a.${token(i.appId)}`;
     }
   }
 
@@ -86,6 +85,7 @@ export async function createNatsBus(
   nodeId: string,
   log: Logger,
   routing: BusRouting = 'interest',
+  namespace = DEFAULT_BUS_NAMESPACE,
 ): Promise<NatsBus> {
   let nc: NatsConnection;
   try {
@@ -106,5 +106,5 @@ export async function createNatsBus(
         log.warn({ status: s.type }, 'nats bus connection');
     }
   })();
-  return new NatsBus(nc, nodeId, routing);
+  return new NatsBus(nc, nodeId, routing, `message-push.${namespace}.bus`);
 }

@@ -2,16 +2,15 @@ import { Redis } from 'ioredis';
 import { PushError } from '../domain/errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Interest } from './interest.js';
-import { type BusRouting, RemoteBus } from './remote-bus.js';
+import { type BusRouting, DEFAULT_BUS_NAMESPACE, RemoteBus } from './remote-bus.js';
 
-const CHANNEL = 'message-push:bus';
 /** Channels per SUBSCRIBE / UNSUBSCRIBE command. */
 const CHUNK = 1000;
 
 /**
- * Redis pub/sub between nodes. Every node listens to `message-push:bus` (envelopes for every
- * node) and, routing by interest, to one channel per user it holds
- * (`message-push:bus:u:<app>:<user>`), per topic it has subscribers for (`…:t:<app>:<topic>`)
+ * Redis pub/sub between nodes. Every node listens to `message-push:<ns>:bus` (envelopes for
+ * every node; `<ns>` is the cluster's namespace) and, routing by interest, to one channel per
+ * user it holds (`…:bus:u:<app>:<user>`), per topic it has subscribers for (`…:t:<app>:<topic>`)
  * and per app with connections here (`…:a:<app>`, `$all`). Pub/sub is at-most-once; a node
  * that misses envelopes while disconnected loses nothing because its clients resume from the
  * store (sessions repair seq gaps from the store too).
@@ -23,21 +22,22 @@ export class RedisBus extends RemoteBus {
     nodeId: string,
     routing: BusRouting,
     private readonly log: Logger,
+    private readonly channel: string,
   ) {
     super(nodeId, routing);
     sub.on('message', (_channel: string, text: string) => this.receive(text));
   }
 
   protected addressOf(i: Interest | null): string {
-    if (i === null) return CHANNEL;
+    if (i === null) return this.channel;
     // App ids have no ':'; the user or topic is the last part, so any text is unambiguous.
     switch (i.kind) {
       case 'user':
-        return `${CHANNEL}:u:${i.appId}:${i.userId}`;
+        return `${this.channel}:u:${i.appId}:${i.userId}`;
       case 'topic':
-        return `${CHANNEL}:t:${i.appId}:${i.topic}`;
+        return `${this.channel}:t:${i.appId}:${i.topic}`;
       case 'app':
-        return `${CHANNEL}:a:${i.appId}`;
+        return `${this.channel}:a:${i.appId}`;
     }
   }
 
@@ -78,7 +78,9 @@ export async function createRedisBus(
   nodeId: string,
   log: Logger,
   routing: BusRouting = 'interest',
+  namespace = DEFAULT_BUS_NAMESPACE,
 ): Promise<RedisBus> {
+  const channel = `message-push:${namespace}:bus`;
   const options = { lazyConnect: true, maxRetriesPerRequest: null, enableOfflineQueue: true };
   const pub = new Redis(url, options);
   const sub = new Redis(url, options);
@@ -92,7 +94,7 @@ export async function createRedisBus(
   }
   try {
     await Promise.all([pub.connect(), sub.connect()]);
-    await sub.subscribe(CHANNEL);
+    await sub.subscribe(channel);
   } catch (err) {
     pub.disconnect();
     sub.disconnect();
@@ -100,5 +102,5 @@ export async function createRedisBus(
       cause: err,
     });
   }
-  return new RedisBus(pub, sub, nodeId, routing, log);
+  return new RedisBus(pub, sub, nodeId, routing, log, channel);
 }

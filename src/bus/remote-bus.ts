@@ -31,6 +31,9 @@ export class EnvelopeCodec {
 /** `interest`: each node receives what its connections need; `broadcast`: every node everything. */
 export type BusRouting = 'interest' | 'broadcast';
 
+/** The namespace of a cluster whose configuration names none (see PUSH_BUS_NAMESPACE). */
+export const DEFAULT_BUS_NAMESPACE = 'default';
+
 /**
  * A broker-backed bus: routing by interest over the broker's own addressing (Redis channels,
  * NATS subjects). Listens asked for in one turn of the event loop go to the broker as one

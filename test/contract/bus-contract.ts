@@ -65,13 +65,16 @@ function collector() {
  */
 export function busContract(
   name: string,
-  makeNode: (nodeId: string) => Promise<Bus>,
+  makeNode: (nodeId: string, namespace: string) => Promise<Bus>,
   shared = true,
   routed = true,
 ): void {
+  // Each run its own namespace: suites running at once on one broker never hear each other.
+  const namespace = `contract-${Math.random().toString(36).slice(2, 10)}`;
+  const node = (nodeId: string) => makeNode(nodeId, namespace);
   describe(`bus contract: ${name}`, () => {
     it('delivers to the publishing node synchronously and exactly once', async () => {
-      const a = await makeNode(`a-${Math.random()}`);
+      const a = await node(`a-${Math.random()}`);
       try {
         const mine = collector();
         a.subscribe(mine.handler);
@@ -85,9 +88,35 @@ export function busContract(
     });
 
     if (!shared) return;
+    it('never crosses into another namespace (another cluster on the same broker)', async () => {
+      const other = `${namespace}-other`;
+      const a = await node(`a-${Math.random()}`);
+      const sameCluster = await node(`c-${Math.random()}`);
+      const otherCluster = await makeNode(`b-${Math.random()}`, other);
+      const otherPublisher = await makeNode(`d-${Math.random()}`, other);
+      try {
+        const atSame = collector();
+        const atOther = collector();
+        sameCluster.subscribe(atSame.handler);
+        otherCluster.subscribe(atOther.handler);
+        await Promise.all([sameCluster.ready(), otherCluster.ready(), otherPublisher.ready()]);
+        const notice = (topic: string): Envelope => ({ kind: 'room', appId: 'a', topic, mergeMs: 0 });
+        a.publish(notice('from-a'));
+        await atSame.until(1);
+        // Published after A's reached the broker's subscribers: had A's leaked into the other
+        // namespace, the other cluster would have received it before this one.
+        otherPublisher.publish(notice('from-other'));
+        await atOther.until(1);
+        expect(atSame.got.map(idOf)).toEqual(['from-a']);
+        expect(atOther.got.map(idOf)).toEqual(['from-other']);
+      } finally {
+        await Promise.all([a, sameCluster, otherCluster, otherPublisher].map((b) => b.close()));
+      }
+    });
+
     it('reaches every other node once, in publish order, intact', async () => {
-      const a = await makeNode(`a-${Math.random()}`);
-      const b = await makeNode(`b-${Math.random()}`);
+      const a = await node(`a-${Math.random()}`);
+      const b = await node(`b-${Math.random()}`);
       try {
         const atA = collector();
         const atB = collector();
@@ -114,8 +143,8 @@ export function busContract(
     });
 
     it('carries topic messages, kicks and room notices to the other nodes', async () => {
-      const a = await makeNode(`a-${Math.random()}`);
-      const b = await makeNode(`b-${Math.random()}`);
+      const a = await node(`a-${Math.random()}`);
+      const b = await node(`b-${Math.random()}`);
       try {
         const atB = collector();
         b.subscribe(atB.handler);
@@ -140,8 +169,8 @@ export function busContract(
 
     if (!routed) return;
     it('routes by interest: a node gets the users, topics and apps it listens to, and what goes to every node', async () => {
-      const a = await makeNode(`a-${Math.random()}`);
-      const b = await makeNode(`b-${Math.random()}`);
+      const a = await node(`a-${Math.random()}`);
+      const b = await node(`b-${Math.random()}`);
       try {
         const atB = collector();
         b.subscribe(atB.handler);

@@ -9,15 +9,15 @@ const log = createLogger('silent');
 
 busContract('memory', async () => new MemoryBus(), false);
 await describeWithService('redis', 'bus', (url) =>
-  busContract('redis', (node) => createRedisBus(url, node, log)),
+  busContract('redis', (node, ns) => createRedisBus(url, node, log, 'interest', ns)),
 );
 await describeWithService('nats', 'bus', (url) =>
-  busContract('nats', (node) => createNatsBus(url, node, log)),
+  busContract('nats', (node, ns) => createNatsBus(url, node, log, 'interest', ns)),
 );
 // Broadcast mode (PUSH_BUS_ROUTING=broadcast) keeps the contract minus the filtering.
 await describeWithService('redis', 'bus', (url) =>
-  busContract('redis, broadcast', (node) => createRedisBus(url, node, log, 'broadcast'), true, false),
+  busContract('redis, broadcast', (node, ns) => createRedisBus(url, node, log, 'broadcast', ns), true, false),
 );
 await describeWithService('nats', 'bus', (url) =>
-  busContract('nats, broadcast', (node) => createNatsBus(url, node, log, 'broadcast'), true, false),
+  busContract('nats, broadcast', (node, ns) => createNatsBus(url, node, log, 'broadcast', ns), true, false),
 );

@@ -99,6 +99,21 @@ describe('config', () => {
   });
 });
 
+describe('config: bus namespace', () => {
+  const mysql = (db: string) => `mysql://root@127.0.0.1:3306/${db}`;
+  it('defaults to the database name, so clusters with their own databases stay apart on one broker', () => {
+    expect(loadConfig({ env: {} }).busNamespace).toBe('default');
+    expect(loadConfig({ env: { PUSH_DB_URL: mysql('push_eu') } }).busNamespace).toBe('push_eu');
+    expect(loadConfig({ env: { PUSH_DB_URL: mysql('odd%24name.x') } }).busNamespace).toBe('odd_name_x');
+  });
+  it('takes PUSH_BUS_NAMESPACE and refuses one a channel or subject cannot carry', () => {
+    expect(loadConfig({ env: { PUSH_DB_URL: mysql('a'), PUSH_BUS_NAMESPACE: 'blue' } }).busNamespace).toBe(
+      'blue',
+    );
+    expect(() => loadConfig({ env: { PUSH_BUS_NAMESPACE: 'a.b' } })).toThrow(/PUSH_BUS_NAMESPACE/);
+  });
+});
+
 describe('config: admin token and demo tokens', () => {
   it('the admin token is off unless set, at least 16 characters, and masked when printed', () => {
     expect(loadConfig({ env: {} }).adminToken).toBeNull();
