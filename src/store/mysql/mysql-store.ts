@@ -250,6 +250,9 @@ export async function createMysqlStore(config: StoreConfig): Promise<MysqlStore>
   try {
     await new Promise<void>((resolve, reject) => {
       const conn = createConnection(options);
+      // A failed login or TLS handshake arrives as an 'error' event, not always through the
+      // query: unheard, it would be an uncaught exception instead of config_invalid.
+      conn.on('error', reject);
       conn.query(
         `create database if not exists \`${database}\` character set utf8mb4 collate utf8mb4_bin`,
         (err) => {
