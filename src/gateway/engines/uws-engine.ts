@@ -144,9 +144,8 @@ class UwsConnection implements Transport {
 
   /**
    * uWS keeps unsent bytes in one contiguous buffer and moves the rest to its front after a
-   * partial write, so a buffer of many MiB costs more than its size as it drains, and it
-   * never gives memory back to a queue of buffers as Node's streams do. Past the hard limit
-   * the client is cut at once with 4009 instead of after the hub's SLOW_AFTER_MS.
+   * partial write, so a buffer of many MiB costs more than its size as it drains. Past the
+   * hard limit the client is cut at once with 4009 instead of after the hub's SLOW_AFTER_MS.
    */
   private overflowed(ws: UwsSocket<SocketData>): boolean {
     if (ws.getBufferedAmount() <= this.shared.hardLimit || this.session === null) return false;
