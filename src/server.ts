@@ -214,12 +214,14 @@ export async function createServer(config: Config, options: { log?: Logger } = {
   );
 
   // One certificate for https/wss and the protocol v2 TCP listener. On the uws engine uWS
-  // terminates TLS and Fastify serves plain HTTP behind it.
+  // owns the port and terminates TLS; Fastify serves plain HTTP behind it, where the sockets
+  // are the bridge's, not clients' (the plain-connection cap would count the wrong thing).
   const tlsFiles = config.tls ? readTls(config.tls) : null;
+  const onPort = config.engine === 'ws';
   const http = createHttpServer(log, config.limits.headersTimeoutMs, {
     bodyTimeoutMs: config.limits.bodyTimeoutMs,
-    maxPlainConnections: config.limits.maxHttpConnections,
-    ...(tlsFiles && config.engine === 'ws' ? { tls: tlsFiles } : {}),
+    maxPlainConnections: onPort ? config.limits.maxHttpConnections : 0,
+    ...(tlsFiles && onPort ? { tls: tlsFiles } : {}),
   });
   await registerOpenApi(http, PACKAGE_VERSION);
   await registerCors(http, origins);

@@ -250,7 +250,7 @@ export class Hub {
       if (!shared && sessions.size > 1 && typeof frame === 'string') {
         shared = true;
         // Flushes that chain slice after slice under constant traffic never drain the dirty
-        // list; the cap bounds the map then (a frame missing from it is just sent through ws).
+        // list; the cap bounds the map then (a frame missing from it is just sent as usual).
         if (this.shared.size >= MAX_SHARED_FRAMES) this.shared.clear();
         this.shared.set(frame, new SharedText(frame));
       }

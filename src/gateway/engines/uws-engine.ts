@@ -66,6 +66,9 @@ const MAX_IDLE_SECONDS = 960;
 /** How often a connection with `send` callbacks waiting looks at its send buffer. */
 const DRAIN_CHECK_MS = 5;
 
+/** Looks at an unmoving send buffer before it is nudged (see watchDrain). */
+const STUCK_CHECKS = 10;
+
 /** Largest send buffer uWS keeps before it drops a send; the hub cuts slow consumers (4009) long before. */
 const MAX_BACKPRESSURE = 256 * 1024 * 1024;
 
@@ -125,12 +128,23 @@ class UwsConnection implements Transport {
   /**
    * uWS emits `drain` on a writable event only; a later send can flush the buffer without
    * one, and the callbacks would wait forever. While any wait, the buffer is looked at on a
-   * short timer too (only replays wait, so few connections at a time).
+   * short timer too (only replays wait, so few connections at a time). A buffer that does not
+   * move for STUCK_CHECKS looks is nudged with a ping: in uWS 20.30 a socket whose buffer was
+   * filled by sends outside its callbacks sometimes sat with the client reading and nothing
+   * written until the next send (the replay of a large backlog stalled mid-way).
    */
-  private watchDrain(): void {
+  private watchDrain(last = -1, still = 0): void {
     setTimeout(() => {
       this.drained();
-      if (this.drains !== null) this.watchDrain();
+      const ws = this.ws;
+      if (this.drains === null || ws === null) return;
+      const now = ws.getBufferedAmount();
+      if (now === last && still + 1 >= STUCK_CHECKS) {
+        ws.cork(() => ws.ping());
+        this.watchDrain(now, 0);
+      } else {
+        this.watchDrain(now, now === last ? still + 1 : 0);
+      }
     }, DRAIN_CHECK_MS).unref();
   }
 
@@ -143,10 +157,9 @@ class UwsConnection implements Transport {
   }
 
   /**
-   * uWS keeps unsent bytes in one contiguous buffer and moves the rest to its front after
-   * every partial write, so a buffer of many MiB costs quadratic copying as it drains (200
-   * paused clients stalled the loop for seconds). Past the hard limit the client is cut at
-   * once with 4009 instead of after the hub's SLOW_AFTER_MS.
+   * uWS keeps unsent bytes in one contiguous buffer and moves the rest to its front after a
+   * partial write, so a buffer of many MiB costs more than its size as it drains. Past the
+   * hard limit the client is cut at once with 4009 instead of after the hub's SLOW_AFTER_MS.
    */
   private overflowed(ws: UwsSocket<SocketData>): boolean {
     if (ws.getBufferedAmount() <= this.shared.hardLimit || this.session === null) return false;
