@@ -37,6 +37,11 @@ export type ConnectionInfo = Omit<ConnectionRecord, 'user_id'>;
 
 /** Sessions flushed per event-loop turn, so acks and pings keep flowing during a large fan-out. */
 const FLUSH_SLICE = 2048;
+/**
+ * And at most about this many bytes per turn: a live room's window of 1,000 messages is a
+ * frame of ~130 KB, so 2,048 sockets of it were a quarter gigabyte of socket writes in one turn.
+ */
+const FLUSH_BYTES = 8 << 20;
 
 /** Fan-out frames kept with their built WebSocket frame at most. */
 const MAX_SHARED_FRAMES = 256;
@@ -331,29 +336,32 @@ export class Hub {
   }
 
   private readonly flush = (): void => {
-    this.flushScheduled = false;
-    let batch = this.dirty;
-    if (batch.length > FLUSH_SLICE) {
-      this.dirty = batch.slice(FLUSH_SLICE);
-      batch = batch.slice(0, FLUSH_SLICE);
-      this.flushScheduled = true;
+    const batch = this.dirty;
+    this.dirty = [];
+    // Still "scheduled" while writing: a session marked meanwhile waits for the next slice.
+    this.flushScheduled = true;
+    const now = Date.now();
+    let i = 0;
+    for (let bytes = 0; i < batch.length && i < FLUSH_SLICE && bytes < FLUSH_BYTES; i++)
+      bytes += this.write(batch[i]!, now);
+    if (i < batch.length) this.dirty = batch.slice(i).concat(this.dirty);
+    if (this.dirty.length > 0) {
       setImmediate(this.flush);
     } else {
-      this.dirty = [];
+      this.flushScheduled = false;
+      this.shared.clear();
     }
-    const now = Date.now();
-    for (const s of batch) this.write(s, now);
-    if (!this.flushScheduled) this.shared.clear();
   };
 
-  private write(s: Session, now: number): void {
+  /** Writes a session's queue; returns about how many bytes that was. */
+  private write(s: Session, now: number): number {
     const q = s.takeQueue();
-    if (q === null || s.state === CLOSED) return;
+    if (q === null || s.state === CLOSED) return 0;
     if (this.tooSlow(s, now)) {
       s.transport.close(closeCodeOf('slow_consumer'), 'too slow');
       this.events.onClosedByServer(s, 'slow_consumer');
       this.unregister(s);
-      return;
+      return 0;
     }
     // Only v1 sessions ride SSE / long-poll (sendFrames) or the shared text frames.
     if (s.transport.sendFrames) s.transport.sendFrames(q.frames as string[], q.seqs);
@@ -361,6 +369,9 @@ export class Hub {
       s.codec.sendMessages(s.transport, q.frames);
     }
     this.events.onWritten(s, q.seqs, q.times, now);
+    let bytes = 0;
+    for (const f of q.frames) bytes += typeof f === 'string' ? f.length : Buffer.isBuffer(f) ? f.length : 16;
+    return bytes;
   }
 
   /**

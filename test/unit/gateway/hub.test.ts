@@ -120,3 +120,36 @@ describe('hub: when routed frames are written', () => {
     expect((sent[0] as { seq: number }[]).map((f) => f.seq)).toEqual([1, 2]);
   });
 });
+
+describe('hub: a large fan-out is written over several turns', () => {
+  it('stops a turn after about 8 MiB of frames and writes the rest in the next', async () => {
+    const hub = new Hub('n1', { coalesceMs: 0, maxSendBufferBytes: 1 << 30 }, noEvents);
+    const written: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const s = new Session(
+        `c${i}`,
+        'a',
+        `u${i}`,
+        'd',
+        'web',
+        stubTransport({ send: () => void written.push(`u${i}`) }),
+        Date.now() + 60_000,
+        null,
+        0,
+        100,
+      );
+      hub.register(s);
+      s.state = LIVE;
+    }
+    // ~3 MiB per frame: three of them pass the turn's budget.
+    const big = { ...message('big'), dataJson: JSON.stringify('x'.repeat(3 << 20)) };
+    hub.deliverToUsers(
+      big,
+      [0, 1, 2, 3, 4].map((i) => ({ user: `u${i}`, seq: 1, devices: null })),
+    );
+    await Promise.resolve();
+    expect(written).toEqual(['u0', 'u1', 'u2']);
+    await new Promise((r) => setImmediate(r));
+    expect(written).toEqual(['u0', 'u1', 'u2', 'u3', 'u4']);
+  });
+});
