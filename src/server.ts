@@ -333,6 +333,9 @@ export async function createServer(config: Config, options: { log?: Logger } = {
         if (tcp) log.info({ port: await tcp.listen() }, 'protocol v2 TCP listening');
       } catch (err) {
         for (const c of started) await c.close().catch(() => {});
+        // The room reload ticks from construction on: it must not outlive the store.
+        clearInterval(roomReload);
+        rooms.stop();
         await bus.close();
         await store.close();
         throw err;
