@@ -2,8 +2,15 @@ import type { Insertable } from 'kysely';
 import type { SqlValue } from 'mysql2';
 import { STATUS_CODE } from '../../domain/message.js';
 import type { HandoffRow } from '../sql/lifecycle-sql.js';
-import { type CounterNeed, counterKey, type ExistingMessage, type PersistOps } from '../sql/persist-plan.js';
-import type { DeliveriesTable, MessagesTable } from '../sql/schema.js';
+import {
+  type CounterNeed,
+  counterKey,
+  type ExistingMessage,
+  MESSAGE_INSERT_COLUMNS,
+  messageValues,
+  type PersistOps,
+} from '../sql/persist-plan.js';
+import type { DeliveriesTable } from '../sql/schema.js';
 import { chunks } from '../sql/sql-store.js';
 import type { ConnectionChange, DeliveryUpdate } from '../store.js';
 import type { BatchTx, Statement, StatementResult } from './batch-tx.js';
@@ -83,8 +90,7 @@ export function batchPersistOps(tx: BatchTx, appIds: readonly string[]): Persist
       const reads = [...chunks(rows, INSERT_ROWS)].map((chunk) =>
         tx.deferRead(
           {
-            sql: `insert into messages (app_id, msg_id, type, timestamp, ttl, expires_at, data, target,
-              platforms, topic, topic_offset, fingerprint, recipients) values ?`,
+            sql: `insert into messages (${MESSAGE_INSERT_COLUMNS}) values ?`,
             params: [chunk.map(messageValues)],
           },
           {
@@ -128,24 +134,6 @@ export function batchPersistOps(tx: BatchTx, appIds: readonly string[]): Persist
       }
     },
   };
-}
-
-function messageValues(m: Insertable<MessagesTable>): SqlValue[] {
-  return [
-    m.app_id,
-    m.msg_id,
-    m.type,
-    m.timestamp,
-    m.ttl ?? null,
-    m.expires_at ?? null,
-    m.data,
-    m.target,
-    m.platforms ?? null,
-    m.topic ?? null,
-    m.topic_offset ?? null,
-    m.fingerprint,
-    m.recipients,
-  ];
 }
 
 function deliveryValues(d: Insertable<DeliveriesTable>): SqlValue[] {

@@ -90,6 +90,71 @@ export function idsToCheck(items: readonly PersistItem[]): Map<string, string[]>
 }
 
 /** The recipient count a push's reply carries: its users, or the connections a topic push reached. */
+/**
+ * A fresh message of a push, both as delivered and as its `messages` row: user, topic and
+ * group pushes all store it this way.
+ */
+export function newMessage(
+  item: PersistItem,
+  id: string,
+  topic: string | null,
+  offset: number | null,
+  recipients: number,
+): { message: StoredMessage; row: Insertable<MessagesTable> } {
+  const req = item.request;
+  const message: StoredMessage = {
+    appId: item.appId,
+    id,
+    type: req.type,
+    timestamp: item.timestamp,
+    ttl: req.ttl,
+    expiresAt: expiresAtOf(item.timestamp, req.ttl),
+    dataJson: req.dataJson,
+    platforms: req.platforms,
+    topic,
+    offset,
+  };
+  const row: Insertable<MessagesTable> = {
+    app_id: item.appId,
+    msg_id: id,
+    type: req.type,
+    timestamp: item.timestamp,
+    ttl: req.ttl,
+    expires_at: message.expiresAt,
+    data: req.dataJson,
+    target: JSON.stringify(req.to),
+    platforms: req.platforms && JSON.stringify(req.platforms),
+    topic,
+    topic_offset: offset,
+    fingerprint: item.fingerprint,
+    recipients,
+  };
+  return { message, row };
+}
+
+/** The columns of a prepared `messages` insert, in the order `messageValues` gives them. */
+export const MESSAGE_INSERT_COLUMNS =
+  'app_id, msg_id, type, timestamp, ttl, expires_at, data, target, platforms, topic, topic_offset, fingerprint, recipients';
+
+/** A `messages` row as the positional parameters of MESSAGE_INSERT_COLUMNS (both drivers). */
+export function messageValues(m: Insertable<MessagesTable>): (string | number | null)[] {
+  return [
+    m.app_id,
+    m.msg_id,
+    m.type,
+    m.timestamp,
+    m.ttl ?? null,
+    m.expires_at ?? null,
+    m.data,
+    m.target,
+    m.platforms ?? null,
+    m.topic ?? null,
+    m.topic_offset ?? null,
+    m.fingerprint,
+    m.recipients,
+  ];
+}
+
 export function recipientCount(item: PersistItem): number {
   const to = item.request.to;
   if ('users' in to || 'devices' in to) return recipientsOf(to).length;
@@ -145,36 +210,10 @@ export function buildMessageRows(
   const messages: StoredMessage[] = [];
   for (const { index, topic } of plan.fresh) {
     const item = items[index]!;
-    const req = item.request;
     const offset = topic === null ? null : take(nextOffset, counterKey(item.appId, topic));
-    const message: StoredMessage = {
-      appId: item.appId,
-      id: item.messageId,
-      type: req.type,
-      timestamp: item.timestamp,
-      ttl: req.ttl,
-      expiresAt: expiresAtOf(item.timestamp, req.ttl),
-      dataJson: req.dataJson,
-      platforms: req.platforms,
-      topic,
-      offset,
-    };
+    const { message, row } = newMessage(item, item.messageId, topic, offset, recipientCount(item));
     messages.push(message);
-    rows.push({
-      app_id: item.appId,
-      msg_id: item.messageId,
-      type: req.type,
-      timestamp: item.timestamp,
-      ttl: req.ttl,
-      expires_at: message.expiresAt,
-      data: req.dataJson,
-      target: JSON.stringify(req.to),
-      platforms: req.platforms && JSON.stringify(req.platforms),
-      topic,
-      topic_offset: offset,
-      fingerprint: item.fingerprint,
-      recipients: recipientCount(item),
-    });
+    rows.push(row);
   }
   return { rows, messages };
 }

@@ -1,5 +1,5 @@
 import { type Kysely, sql, type Transaction } from 'kysely';
-import { expiresAtOf, type Recipient, STATUS_CODE, type StoredMessage } from '../../domain/message.js';
+import { type Recipient, STATUS_CODE } from '../../domain/message.js';
 import {
   type GroupPushJob,
   type GroupPushStart,
@@ -10,7 +10,7 @@ import {
 } from '../group-store.js';
 import type { PersistItem } from '../store.js';
 import type { SqlDialect } from './migrations/index.js';
-import { counterKey, type PersistOps } from './persist-plan.js';
+import { counterKey, newMessage, type PersistOps } from './persist-plan.js';
 import type { Database } from './schema.js';
 import { chunks, MESSAGE_COLUMNS, toStoredMessage } from './sql-store.js';
 
@@ -160,37 +160,9 @@ export class SqlGroupStore implements GroupStore {
           ? { kind: 'running', id }
           : { kind: 'duplicate', id, recipients: Number(prev.recipients) };
       }
-      const req = item.request;
-      const message: StoredMessage = {
-        appId: item.appId,
-        id,
-        type: req.type,
-        timestamp: item.timestamp,
-        ttl: req.ttl,
-        expiresAt: expiresAtOf(item.timestamp, req.ttl),
-        dataJson: req.dataJson,
-        platforms: req.platforms,
-        topic: null,
-        offset: null,
-      };
-      const pks = await ops.insertMessages([
-        {
-          app_id: item.appId,
-          msg_id: id,
-          type: req.type,
-          timestamp: item.timestamp,
-          ttl: req.ttl,
-          expires_at: message.expiresAt,
-          data: req.dataJson,
-          target: JSON.stringify(req.to),
-          platforms: req.platforms && JSON.stringify(req.platforms),
-          topic: null,
-          topic_offset: null,
-          fingerprint: item.fingerprint,
-          // The distinct members, known once the last batch is written (finishGroupPush).
-          recipients: 0,
-        },
-      ]);
+      // Recipients: the distinct members, known once the last batch is written (finishGroupPush).
+      const { message, row } = newMessage(item, id, null, null, 0);
+      const pks = await ops.insertMessages([row]);
       const messagePk = pks.get(counterKey(item.appId, id))!;
       await trx
         .insertInto('group_pushes')

@@ -5,7 +5,13 @@ import { Kysely, SqliteDialect } from 'kysely';
 import type { StoreConfig } from '../../config.js';
 import { PushError } from '../../domain/errors.js';
 import { STATUS_CODE } from '../../domain/message.js';
-import { counterKey, type PersistOps, persistBatch } from '../sql/persist-plan.js';
+import {
+  counterKey,
+  MESSAGE_INSERT_COLUMNS,
+  messageValues,
+  type PersistOps,
+  persistBatch,
+} from '../sql/persist-plan.js';
 import type { Database } from '../sql/schema.js';
 import { type MessageRow, SqlStore, toStoredMessage } from '../sql/sql-store.js';
 import type {
@@ -64,21 +70,7 @@ export class SqliteStore extends SqlStore {
         const st = this.stmts;
         const pks = new Map<string, number>();
         for (const m of rows) {
-          const { lastInsertRowid } = st.insertMessage.run(
-            m.app_id,
-            m.msg_id,
-            m.type,
-            m.timestamp,
-            m.ttl ?? null,
-            m.expires_at ?? null,
-            m.data,
-            m.target,
-            m.platforms ?? null,
-            m.topic ?? null,
-            m.topic_offset ?? null,
-            m.fingerprint,
-            m.recipients,
-          );
+          const { lastInsertRowid } = st.insertMessage.run(...messageValues(m));
           pks.set(counterKey(m.app_id, m.msg_id), Number(lastInsertRowid));
         }
         return pks;
@@ -358,8 +350,7 @@ function prepareStatements(db: SqliteDatabase.Database) {
     bumpSeq: counter('user_state', 'user_id', 'last_seq'),
     bumpOffset: counter('topic_state', 'topic', 'last_offset'),
     insertMessage: db.prepare(
-      `insert into messages (app_id, msg_id, type, timestamp, ttl, expires_at, data, target, platforms,
-         topic, topic_offset, fingerprint, recipients) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `insert into messages (${MESSAGE_INSERT_COLUMNS}) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
     insertDelivery: db.prepare(
       `insert into deliveries (app_id, user_id, seq, message_pk, devices, status, retries, sent_at,
