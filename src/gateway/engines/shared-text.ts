@@ -23,22 +23,36 @@ export class SharedText {
   }
 }
 
+/** First header byte of a final, uncompressed text or binary frame (FIN + opcode). */
+export const FIN_TEXT = 0x81;
+export const FIN_BINARY = 0x82;
+
+/** Bytes of an unmasked server frame header for a payload of `length` bytes (RFC 6455 §5.2). */
+export function frameHeaderBytes(length: number): number {
+  return length < 126 ? 2 : length < 65_536 ? 4 : 10;
+}
+
+/** Writes an unmasked frame header at the start of `out`; returns its length. */
+export function writeFrameHeader(out: Buffer, first: number, length: number): number {
+  out[0] = first;
+  if (length < 126) {
+    out[1] = length;
+    return 2;
+  }
+  if (length < 65_536) {
+    out[1] = 126;
+    out.writeUInt16BE(length, 2);
+    return 4;
+  }
+  out[1] = 127;
+  out.writeUInt32BE(Math.floor(length / 2 ** 32), 2);
+  out.writeUInt32BE(length >>> 0, 6);
+  return 10;
+}
+
 /** A complete final, unmasked, uncompressed text frame (RFC 6455 §5.2) carrying `payload`. */
 export function textFrame(payload: Buffer): Buffer {
-  const length = payload.length;
-  const headerBytes = length < 126 ? 2 : length < 65_536 ? 4 : 10;
-  const frame = Buffer.allocUnsafe(headerBytes + length);
-  frame[0] = 0x81; // FIN + opcode 1 (text)
-  if (length < 126) {
-    frame[1] = length;
-  } else if (length < 65_536) {
-    frame[1] = 126;
-    frame.writeUInt16BE(length, 2);
-  } else {
-    frame[1] = 127;
-    frame.writeUInt32BE(Math.floor(length / 2 ** 32), 2);
-    frame.writeUInt32BE(length >>> 0, 6);
-  }
-  payload.copy(frame, headerBytes);
+  const frame = Buffer.allocUnsafe(frameHeaderBytes(payload.length) + payload.length);
+  payload.copy(frame, writeFrameHeader(frame, FIN_TEXT, payload.length));
   return frame;
 }

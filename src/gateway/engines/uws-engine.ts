@@ -148,6 +148,11 @@ class UwsConnection implements Transport {
     }, DRAIN_CHECK_MS).unref();
   }
 
+  /** uWS frames whole messages only: the parts are joined (compression and CRC stay shared). */
+  sendParts(head: Buffer, body: Buffer, tail: Buffer | null, cb?: (err?: Error) => void): void {
+    this.send(tail === null ? Buffer.concat([head, body]) : Buffer.concat([head, body, tail]), cb);
+  }
+
   sendShared(shared: SharedText): boolean {
     const ws = this.ws;
     if (ws === null) return false;

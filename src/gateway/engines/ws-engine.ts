@@ -15,15 +15,22 @@ import {
   type WebSocketHandshake,
 } from '../transports/websocket.js';
 import type { Engine, ListenOptions } from './engine.js';
-import type { SharedText } from './shared-text.js';
+import { FIN_BINARY, frameHeaderBytes, type SharedText, writeFrameHeader } from './shared-text.js';
 
 /** ws (8.x) internals `sendShared` relies on; checked on every write, so a ws that moved them falls back to `send`. */
 interface WsInternals {
-  readonly _socket: { write(chunk: Buffer): boolean } | null;
+  readonly _socket: {
+    write(chunk: Buffer, cb?: (err?: Error | null) => void): boolean;
+    cork(): void;
+    uncork(): void;
+  } | null;
   readonly _sender: { readonly _state: number; readonly _queue: readonly unknown[] } | null;
 }
 
 const SENDER_IDLE = 0;
+
+/** Up to this many bytes, a parts frame is copied into one buffer (one write); larger ones go out corked as they are. */
+const COPY_PARTS_MAX = 16 * 1024;
 
 /**
  * A ws WebSocket is the session's transport as is (send, ping, close, terminate,
@@ -33,17 +40,56 @@ const SENDER_IDLE = 0;
 class WsConnection extends WebSocket {
   declare session?: Session;
 
-  /**
-   * Writes a shared pre-built frame straight to the socket under ws. Only when the socket is
-   * open and ws's sender has nothing queued (it queues while compressing or reading a Blob;
-   * compression is off here), so frames never overtake each other.
-   */
+  /** Writes a shared pre-built frame straight to the socket under ws (see idleSocket). */
   sendShared(shared: SharedText): boolean {
-    if (this.readyState !== WebSocket.OPEN) return false;
-    const { _socket: socket, _sender: sender } = this as unknown as WsInternals;
-    if (!socket || !sender || sender._state !== SENDER_IDLE || sender._queue?.length !== 0) return false;
+    const socket = this.idleSocket();
+    if (socket === null) return false;
     socket.write(shared.frame());
     return true;
+  }
+
+  /**
+   * A binary frame of a per-connection head and shared bytes, framed here: small ones are
+   * copied into one buffer (one write, as ws would), large ones written corked without a copy.
+   * While ws's sender is busy the parts go through ws in order behind what it queued.
+   */
+  sendParts(head: Buffer, body: Buffer, tail: Buffer | null, cb?: (err?: Error) => void): void {
+    const length = head.length + body.length + (tail === null ? 0 : tail.length);
+    const socket = this.idleSocket();
+    if (socket === null) {
+      this.send(tail === null ? Buffer.concat([head, body]) : Buffer.concat([head, body, tail]), cb);
+      return;
+    }
+    const headerBytes = frameHeaderBytes(length);
+    const done = cb && ((err?: Error | null) => cb(err ?? undefined));
+    if (length <= COPY_PARTS_MAX) {
+      const out = Buffer.allocUnsafe(headerBytes + length);
+      let at = writeFrameHeader(out, FIN_BINARY, length);
+      at += head.copy(out, at);
+      at += body.copy(out, at);
+      if (tail !== null) tail.copy(out, at);
+      socket.write(out, done);
+      return;
+    }
+    const prefix = Buffer.allocUnsafe(headerBytes + head.length);
+    head.copy(prefix, writeFrameHeader(prefix, FIN_BINARY, length));
+    socket.cork();
+    socket.write(prefix);
+    socket.write(body, tail === null ? done : undefined);
+    if (tail !== null) socket.write(tail, done);
+    socket.uncork();
+  }
+
+  /**
+   * The raw socket when a frame may be written straight to it: open, and ws's sender has
+   * nothing queued (it queues while compressing or reading a Blob; compression is off here),
+   * so frames never overtake each other. Null otherwise.
+   */
+  private idleSocket(): NonNullable<WsInternals['_socket']> | null {
+    if (this.readyState !== WebSocket.OPEN) return null;
+    const { _socket: socket, _sender: sender } = this as unknown as WsInternals;
+    if (!socket || !sender || sender._state !== SENDER_IDLE || sender._queue?.length !== 0) return null;
+    return socket;
   }
 }
 

@@ -183,7 +183,15 @@ export class BinaryCodec implements SessionCodec {
 
   private writeRecords(t: Transport, records: Buffer[], cb?: (err?: Error) => void): void {
     if (records.length === 0) return;
-    // A single record is shared by every session it was queued on: its compression is cached.
+    // A single record is shared by every session it was queued on: its compression and CRC
+    // are cached, and where the transport can, only the header is built per connection.
+    if (records.length === 1 && t.sendParts) {
+      const shared = this.writer.shared(records[0]!, this.cache);
+      if (shared !== null) {
+        t.sendParts(this.writer.head(KIND.message, shared), shared.payload, shared.crc, cb);
+        return;
+      }
+    }
     const wire =
       records.length === 1
         ? this.writer.frames(KIND.message, records[0]!, this.cache)

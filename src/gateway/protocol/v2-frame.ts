@@ -142,6 +142,29 @@ export class FrameWriter {
     readonly withCrc: boolean,
   ) {}
 
+  /**
+   * A message that fits one frame, as the bytes after its header: shared by every connection
+   * that writes the same body with the same compression and CRC choice (a broadcast, a topic
+   * message). Null when it needs fragments: frames() then.
+   */
+  shared(body: Buffer, cache: CompressedCache): SharedPayload | null {
+    const how =
+      this.compression !== COMPRESSION_NONE && body.length >= this.compressMin
+        ? this.compression
+        : COMPRESSION_NONE;
+    const shared = cache.shared(body, how, this.withCrc);
+    return shared.payload.length + (shared.crc === null ? 0 : 4) <= MAX_FRAGMENT ? shared : null;
+  }
+
+  /** Numbers the next message and writes the header that goes in front of `shared`. */
+  head(kind: number, shared: SharedPayload): Buffer {
+    this.seq = (this.seq + 1) >>> 0;
+    const out = Buffer.allocUnsafe(HEADER_BYTES);
+    const length = shared.payload.length + (shared.crc === null ? 0 : 4);
+    writeHeader(out, kind, shared.flags, length, this.seq);
+    return out;
+  }
+
   /** The wire frames of one message: one, or its fragments in order. */
   frames(kind: number, body: Buffer, cache?: CompressedCache): Buffer[] {
     this.seq = (this.seq + 1) >>> 0;
@@ -188,22 +211,69 @@ export function writeHeader(out: Buffer, kind: number, flags: number, length: nu
   out.writeUInt32BE(seq, 12);
 }
 
+/** What follows a single frame's header: flags (compression, CRC), payload and CRC trailer. */
+export interface SharedPayload {
+  readonly flags: number;
+  readonly payload: Buffer;
+  /** The 4-byte CRC-32 of `payload`, or null without one. */
+  readonly crc: Buffer | null;
+}
+
+interface CacheEntry {
+  /** Compressed bodies, by compression. */
+  packed: (Buffer | undefined)[];
+  /** Single-frame payloads, by compression × 2 + CRC. */
+  shared: (SharedPayload | undefined)[];
+}
+
 /**
- * Compressed bodies of fan-out messages, keyed by the body object itself: a broadcast is
- * compressed once per codec, not once per connection. Weak keys: it holds only bodies still queued.
+ * Compressed bodies and CRCs of fan-out messages, keyed by the body object itself: a
+ * broadcast is compressed and checksummed once, not once per connection. Weak keys: it holds
+ * only bodies still queued.
  */
 export class CompressedCache {
-  private readonly map = new WeakMap<Buffer, Buffer[]>();
+  private readonly map = new WeakMap<Buffer, CacheEntry>();
 
-  get(body: Buffer, how: Compression): Buffer {
+  private entry(body: Buffer): CacheEntry {
     let entry = this.map.get(body);
     if (!entry) {
-      entry = [];
+      entry = { packed: [], shared: [] };
       this.map.set(body, entry);
     }
-    const packed = entry[how] ?? compress(body, how);
-    entry[how] = packed;
+    return entry;
+  }
+
+  get(body: Buffer, how: Compression): Buffer {
+    const entry = this.entry(body);
+    const packed = entry.packed[how] ?? compress(body, how);
+    entry.packed[how] = packed;
     return packed;
+  }
+
+  /** The body as one frame's payload: compressed with `how` when that makes it smaller, with its CRC if asked. */
+  shared(body: Buffer, how: Compression, withCrc: boolean): SharedPayload {
+    const entry = this.entry(body);
+    const key = how * 2 + (withCrc ? 1 : 0);
+    const cached = entry.shared[key];
+    if (cached !== undefined) return cached;
+    let payload = body;
+    let flags: number = COMPRESSION_NONE;
+    if (how !== COMPRESSION_NONE) {
+      const packed = this.get(body, how);
+      if (packed.length < body.length) {
+        payload = packed;
+        flags = how;
+      }
+    }
+    let crc: Buffer | null = null;
+    if (withCrc) {
+      crc = Buffer.allocUnsafe(4);
+      crc.writeUInt32BE(crc32(payload), 0);
+      flags |= FLAG_CRC;
+    }
+    const shared: SharedPayload = { flags, payload, crc };
+    entry.shared[key] = shared;
+    return shared;
   }
 }
 

@@ -41,6 +41,20 @@ class TcpConnection implements Transport {
     this.socket.write(data, cb && ((err) => cb(err ?? undefined)));
   }
 
+  /** A v2 frame's per-connection header and shared bytes, written corked (one segment, no copy). */
+  sendParts(head: Buffer, body: Buffer, tail: Buffer | null, cb?: (err?: Error) => void): void {
+    if (this.socket.destroyed || !this.socket.writable) {
+      cb?.(new Error('socket closed'));
+      return;
+    }
+    const done = cb && ((err?: Error | null) => cb(err ?? undefined));
+    this.socket.cork();
+    this.socket.write(head);
+    this.socket.write(body, tail === null ? done : undefined);
+    if (tail !== null) this.socket.write(tail, done);
+    this.socket.uncork();
+  }
+
   get bufferedAmount(): number {
     return this.socket.writableLength;
   }

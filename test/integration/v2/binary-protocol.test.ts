@@ -217,6 +217,35 @@ describe('protocol v2 on real sockets', () => {
     c.close();
   });
 
+  // Sizes around the engine's choices: one copied buffer (≤ 16 KiB), corked parts, and the
+  // largest single frame; with and without CRC and compression, on both transports.
+  it('broadcasts of every size reach WebSocket and TCP v2 clients intact, with CRCs and compression', async () => {
+    const open = async (user: string, query: string) =>
+      TestClient.connect(`${t.ws}?app=a&token=${await t.token(user)}&${query}`, {}, 'v2');
+    const clients = [
+      await open('fan-plain', 'codecs=none'),
+      await open('fan-crc', 'codecs=none&crc=1'),
+      await open('fan-gzip', 'codecs=gzip&crc=1'),
+      await open('fan-snappy', 'codecs=snappy'),
+    ];
+    for (const c of clients) await c.next((f) => f.op === 'welcome');
+    const tcpClients = [
+      await TcpTestClient.open(tcpPort, { app: 'a', token: await t.token('fan-tcp'), codecs: [], crc: true }),
+      await TcpTestClient.open(tcpPort, { app: 'a', token: await t.token('fan-tcp-gz'), codecs: ['gzip'] }),
+    ];
+    const sizes = [10, 100, 4_000, 16_000, 20_000, 60_000];
+    const sent = sizes.map((n, i) => `${i}:${'abcdefghij'.repeat(n / 10)}`);
+    for (const data of sent) expect((await t.push({ to: { all: true }, data })).status).toBe(202);
+    const isBroadcast = (f: Record<string, unknown>) => f.op === 'message' && f.topic === '$all';
+    for (const c of [...clients, ...tcpClients]) {
+      const got: unknown[] = [];
+      for (let i = 0; i < sent.length; i++) got.push((await c.next(isBroadcast)).data);
+      expect(got).toEqual(sent);
+    }
+    for (const c of clients) await c.close();
+    for (const c of tcpClients) c.close();
+  });
+
   it('a 1 MiB message is fragmented and reassembled over WebSocket (no compression)', async () => {
     const c = await TestClient.connect(
       `${t.ws}?app=a&token=${await t.token('big-ws')}&codecs=none`,

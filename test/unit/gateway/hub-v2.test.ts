@@ -53,6 +53,67 @@ describe('hub with protocol v2 sessions', () => {
     }
   });
 
+  it('on transports that take parts, a broadcast shares its payload and CRC objects; only the header is per connection', async () => {
+    const hub = new Hub('n1', { coalesceMs: 0, maxSendBufferBytes: 1 << 20 }, noEvents);
+    const parts: [Buffer, Buffer, Buffer | null][][] = [[], [], []];
+    const offers = [
+      { compressions: ['gzip'], crc: true },
+      { compressions: ['gzip'], crc: true },
+      { compressions: [], crc: false },
+    ];
+    parts.forEach((got, i) => {
+      const transport: Transport = {
+        send: () => {
+          throw new Error('expected sendParts');
+        },
+        sendParts: (head, body, tail) => void got.push([head, body, tail]),
+        bufferedAmount: 0,
+        ping: () => {},
+        close: () => {},
+        terminate: () => {},
+      };
+      const codec = createBinaryCodec(offers[i]!, 64, true);
+      const s = new Session(
+        `p${i}`,
+        'a',
+        `u-p${i}`,
+        'd',
+        'web',
+        transport,
+        Date.now() + 60_000,
+        null,
+        0,
+        100,
+        codec,
+      );
+      hub.register(s);
+      s.state = LIVE;
+    });
+    const data = JSON.stringify({ text: 'broadcast '.repeat(50) });
+    for (const offset of [1, 2]) {
+      hub.deliverToTopic({ ...message(`all-${offset}`), topic: '$all', offset, dataJson: data });
+      await new Promise((r) => queueMicrotask(() => r(null)));
+    }
+    const [a, b, plain] = parts;
+    // Same offer: the very same payload and CRC buffers, compressed and checksummed once.
+    expect(b![0]![1]).toBe(a![0]![1]);
+    expect(b![0]![2]).toBe(a![0]![2]);
+    expect(a![0]![2]).not.toBeNull();
+    expect(plain![0]![2]).toBeNull();
+    // Each connection numbers its own frames: Sequence 1 then 2, whatever the others did.
+    for (const got of parts) expect(got.map(([head]) => head.readUInt32BE(12))).toEqual([1, 2]);
+    // Joined, each connection's parts are valid frames that decode to the broadcast.
+    for (const got of parts) {
+      const reader = new V2Reader((z, max) => gunzipSync(z, { maxOutputLength: max }));
+      for (const [head, body, tail] of got) {
+        const joined = Buffer.concat(tail ? [head, body, tail] : [head, body]);
+        expect(joined.readUInt32BE(8)).toBe(joined.length - 16);
+        const [m] = reader.push(joined).flatMap(toServerFrames);
+        expect(m).toMatchObject({ op: 'message', topic: '$all', data: JSON.parse(data) });
+      }
+    }
+  });
+
   it('the compressed-body cache returns the body it compressed first for the same record', () => {
     const cache = new frame.CompressedCache();
     const body = Buffer.from('x'.repeat(1000));
