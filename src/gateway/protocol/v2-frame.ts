@@ -152,7 +152,11 @@ export class FrameWriter {
       this.compression !== COMPRESSION_NONE && body.length >= this.compressMin
         ? this.compression
         : COMPRESSION_NONE;
-    const shared = cache.shared(body, how, this.withCrc);
+    // Nothing to compute once: no lookup (a direct message's record is written once anyway).
+    const shared =
+      how === COMPRESSION_NONE && !this.withCrc
+        ? { flags: COMPRESSION_NONE, payload: body, crc: null }
+        : cache.shared(body, how, this.withCrc);
     return shared.payload.length + (shared.crc === null ? 0 : 4) <= MAX_FRAGMENT ? shared : null;
   }
 
