@@ -3,7 +3,7 @@ import type { HttpRequest, HttpResponse } from '@trufflesuite/uws-js-unofficial'
 import { PushError, toErrorBody } from '../../domain/errors.js';
 import { BRIDGE_PEER_HEADER } from '../../limits/client-ip.js';
 import type { Logger } from '../../observability/logger.js';
-import { HOP_HEADERS } from './http-inprocess.js';
+import { endWithoutBody, HOP_HEADERS } from './http-inprocess.js';
 
 /** One forwarded request's state; uWS may abort it at any point. */
 interface Exchange {
@@ -125,7 +125,7 @@ export class HttpBridge {
         x.aborted = true;
         res.cork(() => {
           if (method === 'HEAD' || status === 204 || status === 304) {
-            res.endWithoutBody(length === undefined ? undefined : Number(length), close);
+            endWithoutBody(res, length, close);
           } else {
             res.end(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), close);
           }

@@ -181,8 +181,7 @@ class UwsResponse extends ServerResponse {
         x.done = true;
         clearTimeout(x.timer);
         if (!this.hasBody()) {
-          const length = this.getHeader('content-length');
-          res.endWithoutBody(length === undefined ? undefined : Number(length), close);
+          endWithoutBody(res, this.getHeader('content-length'), close);
           return;
         }
         const held = this.held;
@@ -328,4 +327,16 @@ function refuse(res: HttpResponse, err: PushError): void {
   const status = err.spec.status;
   res.writeStatus(`${status} ${STATUS_CODES[status]}`).writeHeader('Content-Type', 'application/json');
   res.end(JSON.stringify(toErrorBody(err)), true);
+}
+
+/**
+ * A HEAD (or 204/304) answer. uWS 20.30's `endWithoutBody(length)` writes the length but
+ * leaves the response open: the next request on the connection closed it unanswered. The
+ * header written by hand and `endWithoutBody()` without arguments end it properly (any
+ * argument, even `undefined`, is read as a length); a close is asked of the client then.
+ */
+export function endWithoutBody(res: HttpResponse, length: unknown, close: boolean): void {
+  if (length !== undefined) res.writeHeader('Content-Length', String(length));
+  if (close) res.writeHeader('Connection', 'close');
+  res.endWithoutBody();
 }
