@@ -234,17 +234,25 @@ export class InProcessHttp {
     // What Node's parser counts against its header limit: request line and header lines.
     let headerBytes = method.length + url.length + 12;
     let hasBody = false;
+    let lengths = 0;
     let closeAfter = false;
     req.forEach((name, value) => {
       raw.push(name, value);
       headerBytes += name.length + value.length + 4;
-      if (name === 'content-length') hasBody ||= value !== '0';
-      else if (name === 'transfer-encoding') hasBody = true;
+      if (name === 'content-length') {
+        lengths++;
+        hasBody ||= value !== '0';
+      } else if (name === 'transfer-encoding') hasBody = true;
       else if (name === 'connection') closeAfter ||= value.toLowerCase().includes('close');
     });
     if (headerBytes > this.maxHeaderBytes) {
       // uWS takes larger heads than Node's parser; Node answers these with 431.
       res.cork(() => refuse(res, new PushError('headers_too_large', 'request headers too large')));
+      return;
+    }
+    if (lengths > 1) {
+      // uWS takes a repeated Content-Length (a request-smuggling shape); Node's parser refuses it.
+      res.cork(() => refuse(res, new PushError('bad_request', 'malformed HTTP request')));
       return;
     }
     const x: Exchange = { res, done: false, paused: false, timer: undefined };
