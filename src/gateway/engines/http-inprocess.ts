@@ -43,6 +43,7 @@ class PeerSocket extends EventEmitter {
     readonly remoteAddress: string,
     readonly encrypted: boolean | undefined,
     private readonly x: Exchange,
+    private readonly gone: (socket: PeerSocket) => void,
   ) {
     super();
   }
@@ -76,6 +77,7 @@ class PeerSocket extends EventEmitter {
       x.done = true;
       x.res.close();
     }
+    this.gone(this);
     process.nextTick(() => this.emit('close', false));
     return this;
   }
@@ -218,6 +220,13 @@ class UwsResponse extends ServerResponse {
  */
 export class InProcessHttp {
   private readonly maxHeaderBytes: number;
+  /** Requests being served; a stop waits for them as Node's server.close() does for its own. */
+  private readonly inFlight = new Set<PeerSocket>();
+  private whenIdle: (() => void) | null = null;
+  private readonly gone = (socket: PeerSocket) => {
+    this.inFlight.delete(socket);
+    if (this.inFlight.size === 0) this.whenIdle?.();
+  };
 
   constructor(
     private readonly app: FastifyInstance,
@@ -260,7 +269,9 @@ export class InProcessHttp {
       Buffer.from(res.getRemoteAddressAsText()).toString(),
       this.tls || undefined,
       x,
+      this.gone,
     );
+    this.inFlight.add(socket);
     const msg = new UwsRequest(socket as never);
     msg.method = method;
     msg.url = url;
@@ -291,6 +302,22 @@ export class InProcessHttp {
       this.readBody(x, msg, reply, socket);
     }
     this.app.routing(msg, reply);
+  }
+
+  /** Resolves once no request is being served (at once if none is). */
+  idle(): Promise<void> {
+    if (this.inFlight.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.whenIdle = () => {
+        this.whenIdle = null;
+        resolve();
+      };
+    });
+  }
+
+  /** Cuts every request still being served (the shutdown bound): their clients' connections close. */
+  closeAll(): void {
+    for (const socket of [...this.inFlight]) socket.destroy();
   }
 
   private readBody(x: Exchange, msg: UwsRequest, reply: UwsResponse, socket: PeerSocket): void {

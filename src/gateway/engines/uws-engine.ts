@@ -384,12 +384,16 @@ export class UwsEngine implements Engine {
   async close(): Promise<void> {
     if (this.listenSocket) this.uws.us_listen_socket_close(this.listenSocket);
     this.listenSocket = null;
+    // In-process requests are not Node's server's to wait for: every push answered 202 must
+    // be durable before the store closes, as on the ws engine.
+    await this.inProcess.idle();
     await this.http.close();
     this.bridge.close();
     rmSync(this.socketDir, { recursive: true, force: true });
   }
 
   closeAllConnections(): void {
+    this.inProcess.closeAll();
     this.http.server.closeAllConnections();
   }
 }
