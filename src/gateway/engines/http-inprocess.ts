@@ -165,7 +165,8 @@ class UwsResponse extends ServerResponse {
     const sized = this.getHeader('content-length') !== undefined;
     let ok = true;
     res.cork(() => {
-      if (!this.started) {
+      const first = !this.started;
+      if (first) {
         this.started = true;
         res.writeStatus(`${this.statusCode} ${this.statusMessage}`);
         for (const name of this.getHeaderNames()) {
@@ -186,6 +187,8 @@ class UwsResponse extends ServerResponse {
           endWithoutBody(res, this.getHeader('content-length'), close);
           return;
         }
+        // uWS closes without saying so; Node's server says it, and clients then do not reuse it.
+        if (close && first) res.writeHeader('Connection', 'close');
         const held = this.held;
         const body = held === null ? chunk : Buffer.concat(chunk === undefined ? held : [...held, chunk]);
         res.end(body ?? '', close);
