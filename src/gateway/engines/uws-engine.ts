@@ -67,6 +67,11 @@ export function loadUws(): Uws {
  * transport's backpressure signal). Every other request is dispatched in-process.
  */
 const STREAMED_PATHS: ReadonlySet<string> = new Set(['/v1/sse', '/v1/poll']);
+/**
+ * The methods those routes answer. Any other is dispatched in-process (a 405 with the error
+ * body): forwarded, a CONNECT became a tunnel request Node's server drops, answered 500.
+ */
+const STREAMED_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD']);
 
 /** The path as the router matches it: percent-decoded (`/v1/%73se` is `/v1/sse`). */
 function routedPath(path: string): string {
@@ -307,7 +312,8 @@ export class UwsEngine implements Engine {
       },
     });
     this.app.any('/*', (res, req) => {
-      if (STREAMED_PATHS.has(routedPath(req.getUrl()))) this.bridge.forward(res, req);
+      if (STREAMED_METHODS.has(req.getCaseSensitiveMethod()) && STREAMED_PATHS.has(routedPath(req.getUrl())))
+        this.bridge.forward(res, req);
       else this.inProcess.dispatch(res, req);
     });
   }
