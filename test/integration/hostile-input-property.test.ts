@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestClient } from '../helpers/client.js';
 import { RawSocket } from '../helpers/raw-socket.js';
-import { startServer, type TestServer } from '../helpers/server.js';
+import { startServer, TEST_ENGINE, type TestServer } from '../helpers/server.js';
 
 /**
  * Property: whatever bytes a client sends — any method, path, header or body, any frame on an
@@ -117,6 +117,20 @@ const body = fc.oneof(
   ),
 );
 
+/**
+ * What uWS itself neither answers nor closes (it holds the connection until its own header
+ * deadline): a header name with anything but letters, digits and `-` (RFC 9110 allows more;
+ * uWS 20.30 does not), or a control character in a value (a lone CR or LF included). Node's parser answers the
+ * malformed ones with 400; on the uws engine none reach the server's code (docs/engines.md,
+ * What differs), so the uws pass leaves them out instead of waiting each one out.
+ */
+function heldByUws(head: string): boolean {
+  return head
+    .split('\r\n')
+    .slice(1)
+    .some((line) => !/^[A-Za-z0-9-]+:[^\x00-\x08\x0a-\x1f\x7f]*$/.test(line));
+}
+
 interface Answer {
   status: number | null;
   head: string;
@@ -173,7 +187,10 @@ describe('hostile input: a property over the HTTP and socket edges', () => {
           for (const [k, v] of headers) lines.push(`${k}: ${v.replace(/[\r\n]/g, '')}`);
           const hasLength = headers.some(([k]) => /^(content-length|transfer-encoding)$/i.test(k));
           if (!hasLength) lines.push(`Content-Length: ${payload.length}`);
-          const bytes = Buffer.concat([Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1'), payload]);
+          const head = Buffer.from(lines.join('\r\n'), 'latin1');
+          // Judged on the bytes sent: a character past U+00FF goes out as its low byte.
+          fc.pre(TEST_ENGINE !== 'uws' || !heldByUws(head.toString('latin1')));
+          const bytes = Buffer.concat([head, Buffer.from('\r\n\r\n'), payload]);
           const a = await send(t.port, bytes);
           // A request still waiting for a body it announced is cut at the deadline: no answer is fine then.
           if (a.status === null) return;

@@ -3,9 +3,7 @@ import type { HttpRequest, HttpResponse } from '@trufflesuite/uws-js-unofficial'
 import { PushError, toErrorBody } from '../../domain/errors.js';
 import { BRIDGE_PEER_HEADER } from '../../limits/client-ip.js';
 import type { Logger } from '../../observability/logger.js';
-
-/** Headers about one hop's framing: uWS writes its own (length or chunked, date, keep-alive). */
-const HOP_HEADERS = new Set(['content-length', 'transfer-encoding', 'connection', 'keep-alive', 'date']);
+import { endWithoutBody, HOP_HEADERS } from './http-inprocess.js';
 
 /** One forwarded request's state; uWS may abort it at any point. */
 interface Exchange {
@@ -15,9 +13,10 @@ interface Exchange {
 }
 
 /**
- * Plain HTTP on the uWS engine's port: each request is forwarded to the Fastify app, which
- * listens on a private unix socket, and its response streamed back (SSE and long-poll
- * included, with backpressure both ways). The client's address travels in
+ * The streaming routes on the uWS engine's port (SSE, long-poll; everything else is
+ * dispatched in-process, http-inprocess.ts): each request is forwarded to the Fastify app,
+ * which listens on a private unix socket, and its response streamed back with backpressure
+ * both ways. The client's address travels in
  * BRIDGE_PEER_HEADER, believed only on that private socket (client-ip.ts). Routes, body
  * limits, deadlines and error bodies stay Fastify's, so the HTTP API is the same on every engine.
  */
@@ -126,7 +125,7 @@ export class HttpBridge {
         x.aborted = true;
         res.cork(() => {
           if (method === 'HEAD' || status === 204 || status === 304) {
-            res.endWithoutBody(length === undefined ? undefined : Number(length), close);
+            endWithoutBody(res, length, close);
           } else {
             res.end(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), close);
           }

@@ -26,6 +26,7 @@ import {
 } from '../transports/websocket.js';
 import type { Engine, ListenOptions } from './engine.js';
 import { HttpBridge } from './http-bridge.js';
+import { InProcessHttp } from './http-inprocess.js';
 import type { SharedText } from './shared-text.js';
 
 type Uws = typeof import('@trufflesuite/uws-js-unofficial');
@@ -57,6 +58,28 @@ export function loadUws(): Uws {
       'config_invalid',
       `PUSH_ENGINE=uws: uWebSockets.js has no working binary ${binary} for this platform and Node ${process.version} (${(err as Error).message.split('\n')[0]}); use PUSH_ENGINE=ws`,
     );
+  }
+}
+
+/**
+ * Routes whose responses live long and stream (SSE, a held long-poll): they keep the socket
+ * bridge, where Node's own response object and socket carry them (writableLength is the SSE
+ * transport's backpressure signal). Every other request is dispatched in-process.
+ */
+const STREAMED_PATHS: ReadonlySet<string> = new Set(['/v1/sse', '/v1/poll']);
+/**
+ * The methods those routes answer. Any other is dispatched in-process (a 405 with the error
+ * body): forwarded, a CONNECT became a tunnel request Node's server drops, answered 500.
+ */
+const STREAMED_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD']);
+
+/** The path as the router matches it: percent-decoded (`/v1/%73se` is `/v1/sse`). */
+function routedPath(path: string): string {
+  if (!path.includes('%')) return path;
+  try {
+    return decodeURIComponent(path);
+  } catch {
+    return path;
   }
 }
 
@@ -224,7 +247,8 @@ const HARD_LIMIT_MIN = 1024 * 1024;
 
 /**
  * uWebSockets.js owns the public port: WebSocket upgrades are its own (native framing,
- * buffers and pings), every other request goes through the HttpBridge to the Fastify app.
+ * buffers and pings); plain HTTP runs in the same Fastify app, dispatched in-process
+ * (InProcessHttp), except the streaming routes, which go through the HttpBridge.
  */
 export class UwsEngine implements Engine {
   readonly name = 'uws';
@@ -232,6 +256,7 @@ export class UwsEngine implements Engine {
   private listenSocket: us_listen_socket | null = null;
   private readonly socketDir: string;
   private readonly bridge: HttpBridge;
+  private readonly inProcess: InProcessHttp;
   private readonly shared: UwsShared;
 
   constructor(
@@ -251,6 +276,7 @@ export class UwsEngine implements Engine {
       : uws.App();
     this.socketDir = mkdtempSync(join(tmpdir(), 'message-push-'));
     this.bridge = new HttpBridge(join(this.socketDir, 'http.sock'), log);
+    this.inProcess = new InProcessHttp(http, options.tls !== null);
     const maxV1 = maxMessageBytes(handshake.options, false);
     const maxV2 = maxMessageBytes(handshake.options, true);
     this.app.ws<SocketData>('/*', {
@@ -290,7 +316,11 @@ export class UwsEngine implements Engine {
         if (conn.session !== null) gateway.closed(conn.session);
       },
     });
-    this.app.any('/*', (res, req) => this.bridge.forward(res, req));
+    this.app.any('/*', (res, req) => {
+      if (STREAMED_METHODS.has(req.getCaseSensitiveMethod()) && STREAMED_PATHS.has(routedPath(req.getUrl())))
+        this.bridge.forward(res, req);
+      else this.inProcess.dispatch(res, req);
+    });
   }
 
   private upgrade(res: HttpResponse, req: HttpRequest, context: us_socket_context_t): void {
@@ -365,12 +395,16 @@ export class UwsEngine implements Engine {
   async close(): Promise<void> {
     if (this.listenSocket) this.uws.us_listen_socket_close(this.listenSocket);
     this.listenSocket = null;
+    // In-process requests are not Node's server's to wait for: every push answered 202 must
+    // be durable before the store closes, as on the ws engine.
+    await this.inProcess.idle();
     await this.http.close();
     this.bridge.close();
     rmSync(this.socketDir, { recursive: true, force: true });
   }
 
   closeAllConnections(): void {
+    this.inProcess.closeAll();
     this.http.server.closeAllConnections();
   }
 }
