@@ -82,9 +82,7 @@ export async function createRedisBus(
 ): Promise<RedisBus> {
   const channel = `message-push:${namespace}:bus`;
   const options = { lazyConnect: true, maxRetriesPerRequest: null, enableOfflineQueue: true };
-  // Auto-pipelining: the publishes of one turn (a persisted batch routes all its pushes in
-  // one chain of continuations) go out as one write instead of one per push.
-  const pub = new Redis(url, { ...options, enableAutoPipelining: true });
+  const pub = new Redis(url, options);
   const sub = new Redis(url, options);
   for (const [name, conn] of [
     ['pub', pub],
