@@ -159,12 +159,6 @@ const DEVICE_MAY_ACK = '(d.devices is null or ? is null or json_contains(d.devic
 /**
  * The statements of a batch of status updates (same rules as `SqlStore.applyDeliveryUpdates`),
  * and how to read each update's answer from their results: one round trip with the COMMIT.
- *
- * Consecutive sent marks (the StatusWriter submits one per user, all in one turn) are merged
- * into one UPDATE per app and timestamps: one statement per batch instead of one per user
- * (a statement per sent mark was a quarter of MariaDB's time at 1,000 direct pushes/s). Sent
- * marks of one run commute (other rows, or rows a first mark already moved), so merging keeps
- * the result of applying them in order. Each merged mark answers what its statement changed.
  */
 export function deliveryUpdateStatements(updates: readonly DeliveryUpdate[]): {
   statements: Statement[];
@@ -174,18 +168,32 @@ export function deliveryUpdateStatements(updates: readonly DeliveryUpdate[]): {
   const picks: ((results: readonly StatementResult[]) => number)[] = [];
   const affected = (i: number) => (results: readonly StatementResult[]) =>
     (results[i] as { affectedRows: number }).affectedRows;
-  let i = 0;
-  while (i < updates.length) {
-    const u = updates[i]!;
-    if (u.kind === 'sent') {
-      let end = i;
-      while (end < updates.length && updates[end]!.kind === 'sent') end++;
-      sentStatements(updates.slice(i, end) as SentMark[], statements, picks);
-      i = end;
-      continue;
-    }
-    i++;
+  for (const u of updates) {
     switch (u.kind) {
+      case 'sent': {
+        // Pending → sent (with sent_at) and a first resend armed on sent rows that have none and
+        // are not live-only, in one statement. MySQL assigns left to right: status goes last so
+        // the CASEs still see the old one. Answers the rows either move changed.
+        const first = statements.length;
+        for (const seqs of chunks(u.seqs, INSERT_ROWS)) {
+          statements.push({
+            sql: `update deliveries d set
+                d.sent_at = case when d.status = ${PENDING} then ? else d.sent_at end,
+                d.next_retry_at = case when d.next_retry_at is null and d.live_only = 0 then ? else d.next_retry_at end,
+                d.status = ${SENT}
+              where d.app_id = ? and d.user_id = ? and d.seq in (?)
+                and (d.status = ${PENDING} or (d.status = ${SENT} and d.next_retry_at is null and d.live_only = 0))`,
+            params: [u.at, u.retryAt, u.appId, u.userId, seqs],
+          });
+        }
+        const last = statements.length;
+        picks.push((results) => {
+          let n = 0;
+          for (let i = first; i < last; i++) n += (results[i] as { affectedRows: number }).affectedRows;
+          return n;
+        });
+        break;
+      }
       case 'ack_upto':
         // An acked row needs no resend: next_retry_at cleared with it.
         picks.push(affected(statements.length));
@@ -228,53 +236,6 @@ export function deliveryUpdateStatements(updates: readonly DeliveryUpdate[]): {
     }
   }
   return { statements, answers: (results) => picks.map((pick) => pick(results)) };
-}
-
-type SentMark = DeliveryUpdate & { kind: 'sent' };
-
-/** A run of sent marks as one UPDATE per (app, at, retryAt) and chunk of rows. */
-function sentStatements(
-  marks: readonly SentMark[],
-  statements: Statement[],
-  picks: ((results: readonly StatementResult[]) => number)[],
-): void {
-  const groups = new Map<string, { mark: SentMark; rows: [string, number][] }>();
-  for (const m of marks) {
-    const k = `${m.appId}\0${m.at}\0${m.retryAt}`;
-    let g = groups.get(k);
-    if (!g) {
-      g = { mark: m, rows: [] };
-      groups.set(k, g);
-    }
-    for (const seq of m.seqs) g.rows.push([m.userId, seq]);
-  }
-  const ranges = new Map<string, [number, number]>();
-  for (const [k, { mark, rows }] of groups) {
-    const first = statements.length;
-    for (const chunk of chunks(rows, INSERT_ROWS)) {
-      // Pending → sent (with sent_at) and a first resend armed on sent rows that have none and
-      // are not live-only, in one statement. MySQL assigns left to right: status goes last so
-      // the CASEs still see the old one.
-      statements.push({
-        sql: `update deliveries d set
-            d.sent_at = case when d.status = ${PENDING} then ? else d.sent_at end,
-            d.next_retry_at = case when d.next_retry_at is null and d.live_only = 0 then ? else d.next_retry_at end,
-            d.status = ${SENT}
-          where d.app_id = ? and (d.user_id, d.seq) in (?)
-            and (d.status = ${PENDING} or (d.status = ${SENT} and d.next_retry_at is null and d.live_only = 0))`,
-        params: [mark.at, mark.retryAt, mark.appId, chunk],
-      });
-    }
-    ranges.set(k, [first, statements.length]);
-  }
-  for (const m of marks) {
-    const [first, last] = ranges.get(`${m.appId}\0${m.at}\0${m.retryAt}`)!;
-    picks.push((results) => {
-      let n = 0;
-      for (let j = first; j < last; j++) n += (results[j] as { affectedRows: number }).affectedRows;
-      return n;
-    });
-  }
 }
 
 /** Opens as multi-row INSERTs and closes as one UPDATE per chunk (each row its own time). */
