@@ -93,7 +93,8 @@ describe('app registry: secrets and rotation', () => {
 });
 
 describe('app registry: API secrets', () => {
-  const basic = (app: string, secret: string) => `Basic ${Buffer.from(`${app}:${secret}`).toString('base64')}`;
+  const basic = (app: string, secret: string) =>
+    `Basic ${Buffer.from(`${app}:${secret}`).toString('base64')}`;
 
   it('a secret verified once is accepted again; a wrong one of the same length and a rotated one are refused', async () => {
     const { apps } = await registry();
