@@ -73,13 +73,8 @@ export class Admissions {
     }
     const max = this.options.limits.maxConnectionsPerUser;
     const before = this.heldBy(params.appId, claims.userId);
-    if (before >= max) throw new PushError('too_many_connections', `user already has ${before} connections`);
-    // Listening (a bus round trip) while the store counts the user's other connections (a
-    // store round trip): a handshake waits for the slower of the two, not their sum. A
-    // handshake refused below leaves an interest the sweep drops after its linger.
-    const listening = this.deps.interest?.user(params.appId, claims.userId);
-    listening?.catch(() => {}); // awaited below; a refusal in between must not leave it unhandled
-    const elsewhere = await this.deps.presence.countElsewhere(params.appId, claims.userId);
+    const elsewhere =
+      before >= max ? 0 : await this.deps.presence.countElsewhere(params.appId, claims.userId);
     // From here to the reservation nothing awaits: concurrent handshakes see each other's slots.
     const open = this.heldBy(params.appId, claims.userId) + elsewhere;
     if (open >= max) {
@@ -87,7 +82,7 @@ export class Admissions {
     }
     this.reservations.reserve(params.appId, claims.userId);
     // Listening before the session exists: whatever is committed after its backlog read is routed here.
-    await listening;
+    await this.deps.interest?.user(params.appId, claims.userId);
     return {
       appId: params.appId,
       claims,
