@@ -65,6 +65,31 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
         expect(await store.lastSeq(app, 'nobody')).toBe(0);
       }));
 
+    it('user ids differing only in case are different users: own seqs, own backlog', () =>
+      withStore(async (store, app) => {
+        const out = await store.persistPushes([
+          item(app, { to: { users: ['Ann'] }, data: { to: 'Ann' } }),
+          item(app, { to: { users: ['ann', 'Ann'] }, data: { to: 'both' } }),
+        ]);
+        const seqs = out.map((o) =>
+          o.kind === 'stored' ? o.recipients.map((r) => `${r.user}:${r.seq}`) : [],
+        );
+        expect(seqs).toEqual([['Ann:1'], ['ann:1', 'Ann:2']]);
+        const backlog = async (user: string) =>
+          (
+            await store.readUserMessages({
+              appId: app,
+              userId: user,
+              afterSeq: 0,
+              unackedOnly: true,
+              limit: 10,
+              now: Date.now(),
+            })
+          ).map((m) => `${m.seq}:${m.message.dataJson}`);
+        expect(await backlog('Ann')).toEqual(['1:{"to":"Ann"}', '2:{"to":"both"}']);
+        expect(await backlog('ann')).toEqual(['1:{"to":"both"}']);
+      }));
+
     it('is idempotent per (app, id): duplicate returns the first result, a different body conflicts', () =>
       withStore(async (store, app) => {
         const a = item(app, { id: 'same', to: { users: ['u1', 'u2'] }, data: { x: 1 } });

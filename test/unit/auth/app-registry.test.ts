@@ -91,3 +91,21 @@ describe('app registry: secrets and rotation', () => {
     expect(await codeOf(apps.verifyToken('hs', stale))).toBe('unauthorized');
   });
 });
+
+describe('app registry: API secrets', () => {
+  const basic = (app: string, secret: string) =>
+    `Basic ${Buffer.from(`${app}:${secret}`).toString('base64')}`;
+
+  it('a secret verified once is accepted again; a wrong one of the same length and a rotated one are refused', async () => {
+    const { apps } = await registry();
+    const { secret } = await apps.createOrRotate('a1');
+    expect(await apps.verifyBasic(basic('a1', secret))).toBe('a1');
+    expect(await apps.verifyBasic(basic('a1', secret))).toBe('a1');
+    const wrong = `${secret.slice(0, -1)}${secret.endsWith('A') ? 'B' : 'A'}`;
+    expect(await codeOf(apps.verifyBasic(basic('a1', wrong)))).toBe('unauthorized');
+    expect(await codeOf(apps.verifyBasic(basic('a1', `${secret}x`)))).toBe('unauthorized');
+    const rotated = await apps.createOrRotate('a1');
+    expect(await codeOf(apps.verifyBasic(basic('a1', secret)))).toBe('unauthorized');
+    expect(await apps.verifyBasic(basic('a1', rotated.secret))).toBe('a1');
+  });
+});
