@@ -1,8 +1,10 @@
 /**
- * A fan-out text frame shared by every socket it goes to: the text is encoded to UTF-8
- * once, and framed once (header + payload) for engines that write whole frames themselves,
- * instead of each connection converting the string and framing it again. Server frames are
- * unmasked, so the same bytes serve every socket.
+ * A text frame built whole — header and payload in one buffer — so a socket takes it in one
+ * write. A fan-out frame is shared by every socket it goes to: encoded to UTF-8 and framed
+ * once, instead of each connection converting the string and framing it again. A frame for
+ * one socket (a user message with its own seq) is built the same way: one buffer and one
+ * write, where ws's `send` corks a header and a payload into a two-part writev. Server frames
+ * are unmasked, so the same bytes serve every socket.
  */
 export class SharedText {
   private bytes: Buffer | null = null;
@@ -16,29 +18,46 @@ export class SharedText {
     return this.bytes;
   }
 
-  /** The complete frame, built on first use. */
+  /** The complete frame, built on first use (straight from the text unless the payload was encoded). */
   frame(): Buffer {
-    this.framed ??= textFrame(this.payload());
-    return this.framed;
+    if (this.framed !== null) return this.framed;
+    if (this.bytes !== null) {
+      this.framed = textFrame(this.bytes);
+      return this.framed;
+    }
+    const length = Buffer.byteLength(this.text, 'utf8');
+    const frame = Buffer.allocUnsafe(headerLength(length) + length);
+    frame.write(this.text, writeHeader(frame, length), 'utf8');
+    this.framed = frame;
+    return frame;
   }
 }
 
 /** A complete final, unmasked, uncompressed text frame (RFC 6455 §5.2) carrying `payload`. */
 export function textFrame(payload: Buffer): Buffer {
-  const length = payload.length;
-  const headerBytes = length < 126 ? 2 : length < 65_536 ? 4 : 10;
-  const frame = Buffer.allocUnsafe(headerBytes + length);
+  const frame = Buffer.allocUnsafe(headerLength(payload.length) + payload.length);
+  payload.copy(frame, writeHeader(frame, payload.length));
+  return frame;
+}
+
+function headerLength(length: number): number {
+  return length < 126 ? 2 : length < 65_536 ? 4 : 10;
+}
+
+/** Writes the header of a text frame of `length` payload bytes; returns where the payload starts. */
+function writeHeader(frame: Buffer, length: number): number {
   frame[0] = 0x81; // FIN + opcode 1 (text)
   if (length < 126) {
     frame[1] = length;
-  } else if (length < 65_536) {
+    return 2;
+  }
+  if (length < 65_536) {
     frame[1] = 126;
     frame.writeUInt16BE(length, 2);
-  } else {
-    frame[1] = 127;
-    frame.writeUInt32BE(Math.floor(length / 2 ** 32), 2);
-    frame.writeUInt32BE(length >>> 0, 6);
+    return 4;
   }
-  payload.copy(frame, headerBytes);
-  return frame;
+  frame[1] = 127;
+  frame.writeUInt32BE(Math.floor(length / 2 ** 32), 2);
+  frame.writeUInt32BE(length >>> 0, 6);
+  return 10;
 }
