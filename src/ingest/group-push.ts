@@ -146,7 +146,13 @@ export class GroupPusher {
           await (onlineRead ??
             this.store.onlineMembers(appId, job.groups, Date.now() - this.options.staleAfterMs))
         ).sort(compareIds);
-        for (let i = 0; i < online.length; i += size) await write(online.slice(i, i + size), null);
+        // On a store that writes transactions in parallel, the online members are split over
+        // its writers: the last of them is durable (and handed to the hub) sooner.
+        const writers = Math.max(1, this.store.aheadWriters);
+        const per = Math.max(1, Math.min(size, Math.ceil(online.length / writers)));
+        const parts: string[][] = [];
+        for (let i = 0; i < online.length; i += per) parts.push(online.slice(i, i + per));
+        await eachConcurrently(parts, writers, (users) => write(users, null));
         ahead = new Set(online);
       } else {
         ahead = new Set(await this.store.writtenAhead(job));
@@ -190,3 +196,29 @@ export class GroupPusher {
 }
 
 const runKey = (appId: string, id: string) => `${appId}\0${id}`;
+
+/**
+ * Runs `fn` over `items`, at most `limit` at a time. On a failure no further item starts;
+ * those running are waited for (nothing is left writing behind the caller's back), then the
+ * first failure is thrown.
+ */
+async function eachConcurrently<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  let failure: { err: unknown } | null = null;
+  const worker = async () => {
+    while (failure === null && next < items.length) {
+      const item = items[next++]!;
+      try {
+        await fn(item);
+      } catch (err) {
+        failure ??= { err };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (failure !== null) throw (failure as { err: unknown }).err;
+}

@@ -8,12 +8,21 @@ import { inBatchTx } from './batch-tx.js';
 import { counterStatements, deliveryStatements, sortedCounters } from './mysql-batches.js';
 
 /**
- * Group pushes on MySQL/MariaDB: each batch as a multi-statement transaction of two round
- * trips (the job's cursor and the members' counters, then their deliveries with the COMMIT),
- * where the query builder took one per statement — about sixteen for 2,000 members, and the
- * online members waited for all of them before the hub had their message.
+ * Group pushes on MySQL/MariaDB: each batch as a multi-statement transaction of three round
+ * trips — the members' counters; their deliveries and the job's row; the COMMIT — where the
+ * query builder took one per statement (about sixteen for 2,000 members), and the online
+ * members waited for all of them before the hub had their message.
+ *
+ * The job's row is updated last: it is the writer's claim (a writer whose job was adopted
+ * changes no row and rolls back), and its lock is held only for the COMMIT's round trip, so
+ * the online members' batches run in parallel on several connections instead of queueing
+ * behind one another's whole transaction. Counter rows are locked in key order in every
+ * batch, and the job row after them, so no two batches wait on each other crosswise.
  */
 export class MysqlGroupStore extends SqlGroupStore {
+  /** A quarter of the pool: the online members' first batches, while pushes keep the rest. */
+  override readonly aheadWriters = 4;
+
   constructor(
     db: Kysely<Database>,
     transaction: RunTransaction,
@@ -34,22 +43,17 @@ export class MysqlGroupStore extends SqlGroupStore {
         'user_state',
         sortedCounters(users.map((name) => ({ appId, name, n: 1 }))),
       );
-      // The job row's update comes first: it is the job's lock, and it proves this writer
-      // still owns the job at the cursor it read (a stale writer changes no row and rolls back).
-      const [moved, ...results] = await tx.run(
-        {
-          sql: `update group_pushes set after_user = ?, written = written + ?
-            where message_pk = ? and node = ? and after_user <=> ?`,
-          params: [advanceTo ?? job.afterUser, users.length, job.messagePk, job.node, job.afterUser],
-        },
-        ...counters.statements,
-      );
-      if ((moved as { affectedRows: number }).affectedRows !== 1) throw new LostGroupPush(job.messagePk);
       const ends = new Map<string, number>();
-      counters.read(results, ends);
+      counters.read(await tx.run(...counters.statements), ends);
       const batch = groupDeliveries(job, users, ends, onlineUsers);
-      await tx.finish(...deliveryStatements(batch.rows));
-      return batch.delivered;
+      const results = await tx.run(...deliveryStatements(batch.rows), {
+        sql: `update group_pushes set after_user = ?, written = written + ?
+          where message_pk = ? and node = ? and after_user <=> ?`,
+        params: [advanceTo ?? job.afterUser, users.length, job.messagePk, job.node, job.afterUser],
+      });
+      const moved = results[results.length - 1] as { affectedRows: number };
+      if (moved.affectedRows !== 1) throw new LostGroupPush(job.messagePk);
+      return batch.delivered; // inBatchTx commits
     });
     advanceJob(job, users.length, advanceTo);
     return delivered;

@@ -26,6 +26,8 @@ const DELETE_CHUNK = 5_000;
 
 /** GroupStore over Kysely, for both SQL drivers. */
 export class SqlGroupStore implements GroupStore {
+  readonly aheadWriters: number = 1;
+
   constructor(
     protected readonly db: Kysely<Database>,
     private readonly dialect: SqlDialect,
