@@ -53,10 +53,12 @@ export function cpuMs(pid: number): number {
 
 export async function startServer(
   env: Record<string, string>,
+  cpuProfDir: string | null = null,
 ): Promise<{ child: ChildProcess; port: number; dir: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'mp-bench-'));
   const port = await freePort();
-  const child = spawn(process.execPath, [CLI, 'start'], {
+  const prof = cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfDir] : [];
+  const child = spawn(process.execPath, [...prof, CLI, 'start'], {
     env: {
       ...process.env,
       PUSH_APPS: `${APP}:${SECRET}`,
@@ -160,6 +162,24 @@ export interface GroupPushOptions {
   members: number;
   online: number;
   batch: number;
+  /** `$all` + group push pairs measured on the same sockets (medians reported). */
+  rounds: number;
+  /** Where the server writes its V8 CPU profile (`--cpu-prof`), or null. */
+  cpuProfDir?: string | null;
+}
+
+interface Round {
+  allLastMs: number;
+  acceptedMs: number;
+  cpuMs: number;
+  firstMs: number;
+  lastMs: number;
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 export async function measureGroupPush(o: GroupPushOptions) {
@@ -168,10 +188,13 @@ export async function measureGroupPush(o: GroupPushOptions) {
   const mysqlUrl = /^(mysql|mariadb):/.test(o.db)
     ? `${o.db.replace(/\/[^/]*$/, '')}/mp_bench_groups_${randomBytes(3).toString('hex')}`
     : null;
-  const { child, port, dir } = await startServer({
-    PUSH_GROUP_BATCH: batch,
-    ...(mysqlUrl ? { PUSH_DB_URL: mysqlUrl } : {}),
-  });
+  const { child, port, dir } = await startServer(
+    {
+      PUSH_GROUP_BATCH: batch,
+      ...(mysqlUrl ? { PUSH_DB_URL: mysqlUrl } : {}),
+    },
+    o.cpuProfDir ?? null,
+  );
   const sockets: WebSocket[] = [];
   try {
     const ids = Array.from({ length: members }, (_, i) => `member-${String(i).padStart(7, '0')}`);
@@ -183,53 +206,67 @@ export async function measureGroupPush(o: GroupPushOptions) {
 
     // Online members spread over the id range: their batches are written early and late.
     const step = Math.max(1, Math.floor(members / online));
+    // One parse per frame (the counting and the timing share it), for `$all` and the group alike.
     const got = new Map<string, number>();
-    for (let i = 0; i < members && sockets.length < online; i += step) {
-      sockets.push(await openClient(port, ids[i]!, (m) => got.set(m.id, (got.get(m.id) ?? 0) + 1)));
-    }
     const lastOf = new Map<string, number>();
     const firstOf = new Map<string, number>();
-    const track = (id: string) => {
+    const track = (m: { id: string }) => {
       const now = performance.now();
-      if (!firstOf.has(id)) firstOf.set(id, now);
-      lastOf.set(id, now);
+      if (!firstOf.has(m.id)) firstOf.set(m.id, now);
+      lastOf.set(m.id, now);
+      got.set(m.id, (got.get(m.id) ?? 0) + 1);
     };
-    for (const ws of sockets) {
-      ws.on('message', (data) => {
-        const parsed = JSON.parse(data.toString());
-        for (const f of Array.isArray(parsed) ? parsed : [parsed]) if (f.op === 'message') track(f.id);
-      });
+    for (let i = 0; i < members && sockets.length < online; i += step) {
+      sockets.push(await openClient(port, ids[i]!, track));
     }
 
-    t = performance.now();
-    const all = await api(port, 'POST', '/v1/push', { id: 'bench-all', to: { all: true }, data: { x: 1 } });
-    await until(() => (got.get('bench-all') ?? 0) >= sockets.length, '$all on every socket');
-    const allLastMs = lastOf.get('bench-all')! - t;
+    // Rounds of a `$all` broadcast then a group push, each on the same sockets: one round's
+    // figures swing with the machine's load, the medians and the per-round ratios less so.
+    const rounds: Round[] = [];
+    let recipients = 0;
+    for (let round = 0; round < o.rounds; round++) {
+      const allId = `bench-all-${round}`;
+      t = performance.now();
+      await api(port, 'POST', '/v1/push', { id: allId, to: { all: true }, data: { x: 1 } });
+      await until(() => (got.get(allId) ?? 0) >= sockets.length, '$all on every socket');
+      const allLastMs = lastOf.get(allId)! - t;
 
-    const cpu0 = cpuMs(child.pid!);
-    t = performance.now();
-    const reply = await api(port, 'POST', '/v1/push', {
-      id: 'bench-group',
-      to: { groups: ['everyone'] },
-      data: { x: 2 },
-    });
-    const acceptedMs = performance.now() - t;
-    await until(() => (got.get('bench-group') ?? 0) >= sockets.length, 'group push on every socket');
-    const groupCpuMs = cpuMs(child.pid!) - cpu0;
+      const groupId = `bench-group-${round}`;
+      const cpu0 = cpuMs(child.pid!);
+      t = performance.now();
+      const reply = await api(port, 'POST', '/v1/push', {
+        id: groupId,
+        to: { groups: ['everyone'] },
+        data: { x: 2 },
+      });
+      const acceptedMs = performance.now() - t;
+      await until(() => (got.get(groupId) ?? 0) >= sockets.length, 'group push on every socket');
+      recipients = reply.recipients;
+      rounds.push({
+        allLastMs,
+        acceptedMs,
+        cpuMs: cpuMs(child.pid!) - cpu0,
+        firstMs: firstOf.get(groupId)! - t,
+        lastMs: lastOf.get(groupId)! - t,
+      });
+    }
+    const med = (pick: (r: Round) => number) => Math.round(median(rounds.map(pick)));
     return {
       store: mysqlUrl ? 'mariadb' : 'sqlite',
       members,
       online: sockets.length,
       batch: Number(batch),
+      rounds: rounds.length,
       membership_load_ms: Math.round(loadMs),
-      all_recipients: all.recipients,
-      all_last_delivery_ms: Math.round(allLastMs),
-      group_recipients: reply.recipients,
-      group_accepted_ms: Math.round(acceptedMs),
-      group_first_delivery_ms: Math.round(firstOf.get('bench-group')! - t),
-      group_last_delivery_ms: Math.round(lastOf.get('bench-group')! - t),
-      group_server_cpu_ms: Math.round(groupCpuMs),
-      ratio_last_delivery_vs_all: +((lastOf.get('bench-group')! - t) / allLastMs).toFixed(2),
+      group_recipients: recipients,
+      all_last_delivery_ms: med((r) => r.allLastMs),
+      group_accepted_ms: med((r) => r.acceptedMs),
+      group_first_delivery_ms: med((r) => r.firstMs),
+      group_last_delivery_ms: med((r) => r.lastMs),
+      group_server_cpu_ms: med((r) => r.cpuMs),
+      /** Median of each round's own ratio (last online member / `$all` in that round). */
+      ratio_last_delivery_vs_all: +median(rounds.map((r) => r.lastMs / r.allLastMs)).toFixed(2),
+      ratios: rounds.map((r) => +(r.lastMs / r.allLastMs).toFixed(2)),
     };
   } finally {
     for (const ws of sockets) ws.terminate();

@@ -23,6 +23,8 @@ const HERE = fileURLToPath(new URL('.', import.meta.url));
 // The bench runs from dist-bench/bench/; the server under test is the product's own build.
 const CLI = join(HERE, '..', '..', 'dist', 'cli.js');
 const MAX_SOCKETS_PER_WORKER = 15_000;
+/** `$all` + group push pairs per group run: the row shows medians and each round's ratio. */
+const GROUP_ROUNDS = 5;
 const APP = 'bench';
 const SECRET = randomBytes(16).toString('hex');
 
@@ -403,6 +405,11 @@ class Workers {
     for (const p of this.procs) p.send({ op: 'reset' } satisfies WorkerCommand);
   }
 
+  /** CPU ms the client processes have used so far (all their threads). */
+  cpuMs(): number {
+    return this.procs.reduce((ms, p) => ms + (p.pid ? procStats(p.pid).cpuMs : 0), 0);
+  }
+
   /** What the clients received since the last reset (`latencies` false: counts only, a cheap poll). */
   async collect(latencies = true) {
     const reports = await this.all<Extract<WorkerReport, { op: 'collected' }>>(
@@ -416,6 +423,7 @@ class Workers {
       lastAt: Math.max(...reports.map((r) => r.lastAt)),
       room: {
         frames: rooms.reduce((n, r) => n + r.frames, 0),
+        bytes: rooms.reduce((n, r) => n + r.bytes, 0),
         outOfOrder: rooms.reduce((n, r) => n + r.outOfOrder, 0),
         minCount: Math.min(...rooms.map((r) => r.minCount)),
       },
@@ -613,6 +621,7 @@ async function liveRoom(options: BenchOptions, rows: Row[]): Promise<void> {
       const tickMs = 50;
       const perTick = Math.max(1, Math.round((rate * tickMs) / 1000));
       const cpu0 = target.pid ? procStats(target.pid).cpuMs : Number.NaN;
+      const clientCpu0 = workers.cpuMs();
       const started = Date.now();
       let sent = 0;
       const stopPushing = started + 3 * seconds * 1000;
@@ -634,6 +643,7 @@ async function liveRoom(options: BenchOptions, rows: Row[]): Promise<void> {
         got = await workers.collect(false);
       }
       const cpuMs = (target.pid ? procStats(target.pid).cpuMs : Number.NaN) - cpu0;
+      const clientCpuMs = workers.cpuMs() - clientCpu0;
       const loop = await target.loop();
       const elapsedMs = Math.max(1, (got.received >= expected ? got.lastAt : Date.now()) - started);
       got = await workers.collect(true);
@@ -650,7 +660,10 @@ async function liveRoom(options: BenchOptions, rows: Row[]): Promise<void> {
         'out of order': got.room.outOfOrder,
         'delivered/s': Math.round(got.received / (elapsedMs / 1000)),
         frames: got.room.frames,
+        // What the server wrote to the subscribers (payload bytes), over the run's wall time.
+        'MB/s written': round(got.room.bytes / 1e6 / (elapsedMs / 1000), 1),
         'server CPU s': round(cpuMs / 1000, 2),
+        'clients CPU s': round(clientCpuMs / 1000, 2),
         'CPU µs/delivered': round((cpuMs * 1000) / Math.max(1, got.received), 3),
         'p50 ms': pct(sorted, 50),
         'p99 ms': pct(sorted, 99),
@@ -992,7 +1005,14 @@ export async function runBench(options: BenchOptions): Promise<void> {
     for (const members of options.groupMembers) {
       for (const db of stores) {
         process.stderr.write(`- group push, ${members} members, ${db.split(':')[0]}\n`);
-        const g = await measureGroupPush({ db, members, online: 2000, batch: 2000 });
+        const g = await measureGroupPush({
+          db,
+          members,
+          online: 2000,
+          batch: 2000,
+          rounds: GROUP_ROUNDS,
+          cpuProfDir: options.cpuProfDir,
+        });
         rows.push({
           scenario: 'group',
           server: `message-push (${g.store})`,
@@ -1005,6 +1025,7 @@ export async function runBench(options: BenchOptions): Promise<void> {
           'last online member ms': g.group_last_delivery_ms,
           '$all to the same sockets ms': g.all_last_delivery_ms,
           'last vs $all': g.ratio_last_delivery_vs_all,
+          'each round': g.ratios.join(' '),
         });
       }
     }

@@ -46,7 +46,7 @@ export type WorkerReport =
       received: number;
       lastAt: number;
       /** Topic subscribers: frames read, offsets not above the previous one, fewest messages on one socket. */
-      room?: { frames: number; outOfOrder: number; minCount: number };
+      room?: { frames: number; bytes: number; outOfOrder: number; minCount: number };
     }
   | { op: 'closed' };
 
@@ -67,6 +67,8 @@ interface RoomTally {
 }
 const tallies: RoomTally[] = [];
 let roomFrames = 0;
+/** Payload bytes of the room's frames (what the server wrote, less the WebSocket headers). */
+let roomBytes = 0;
 let outOfOrder = 0;
 /**
  * One subscriber in this many parses its frames and records every message's latency; the
@@ -79,6 +81,7 @@ const OFFSET = Buffer.from('"offset":');
 function onRoomFrame(d: Buffer, tally: RoomTally, sample: boolean): void {
   const now = Date.now();
   roomFrames++;
+  roomBytes += d.length;
   lastAt = now;
   const check = (offset: number) => {
     if (offset <= tally.last) outOfOrder++;
@@ -333,6 +336,7 @@ process.on('message', (cmd: WorkerCommand) => {
       received = 0;
       lastAt = 0;
       roomFrames = 0;
+      roomBytes = 0;
       outOfOrder = 0;
       for (const t of tallies) t.count = 0;
       return;
@@ -346,6 +350,7 @@ process.on('message', (cmd: WorkerCommand) => {
           ? {
               room: {
                 frames: roomFrames,
+                bytes: roomBytes,
                 outOfOrder,
                 minCount: tallies.reduce((m, t) => Math.min(m, t.count), Number.POSITIVE_INFINITY),
               },

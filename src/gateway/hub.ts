@@ -4,6 +4,7 @@ import type { ConnectionRecord } from '../store/store.js';
 import { getOrCreate } from '../util/maps.js';
 import { SharedText } from './engines/shared-text.js';
 import { CODEC_JSON, MessageFrames, type OutFrame } from './protocol/codec.js';
+import { encodeCoalesced } from './protocol/json-codec.js';
 import type { RoomMerger } from './room-merger.js';
 import { CLOSED, LIVE, OFFER_GAP, OFFER_QUEUED, type Session, type TopicSub } from './session.js';
 
@@ -363,11 +364,9 @@ export class Hub {
       this.unregister(s);
       return 0;
     }
-    // Only v1 sessions ride SSE / long-poll (sendFrames) or the shared text frames.
+    // Only v1 sessions ride SSE / long-poll (sendFrames) or whole text frames (sendShared).
     if (s.transport.sendFrames) s.transport.sendFrames(q.frames as string[], q.seqs);
-    else if (!(q.frames.length === 1 && this.writeShared(s, q.frames[0]!))) {
-      s.codec.sendMessages(s.transport, q.frames);
-    }
+    else if (!this.writeWhole(s, q.frames)) s.codec.sendMessages(s.transport, q.frames);
     this.events.onWritten(s, q.seqs, q.times, now);
     let bytes = 0;
     for (const f of q.frames) bytes += typeof f === 'string' ? f.length : Buffer.isBuffer(f) ? f.length : 16;
@@ -391,11 +390,17 @@ export class Hub {
     return now - s.overLimitSince >= SLOW_AFTER_MS;
   }
 
-  /** Writes a fan-out frame's shared bytes; false when it is not one or the transport cannot take them. */
-  private writeShared(s: Session, frame: OutFrame): boolean {
-    if (typeof frame !== 'string' || !s.transport.sendShared) return false;
-    const shared = this.shared.get(frame);
-    return shared !== undefined && s.transport.sendShared(shared);
+  /**
+   * Writes a v1 session's queue as one whole text frame: a fan-out frame's shared bytes, or
+   * a frame built for this socket (a user message carries the user's own seq). One buffer,
+   * one socket write: ws's own `send` corks a header and a payload into a writev, about
+   * twice the cost per socket, which a group push to thousands of online members paid in
+   * full. False when the transport cannot take it now (the caller sends it through `send`).
+   */
+  private writeWhole(s: Session, frames: readonly OutFrame[]): boolean {
+    if (!s.transport.sendShared || s.codec.kind !== CODEC_JSON) return false;
+    const text = frames.length === 1 ? (frames[0] as string) : encodeCoalesced(frames as string[]);
+    return s.transport.sendShared(this.shared.get(text) ?? new SharedText(text));
   }
 
   /** Closes a user's connections (all, or one device's) with 4003. */

@@ -13,6 +13,12 @@ import type { PersistItem } from './store.js';
  *   is interrupted and resumed.
  */
 export interface GroupStore {
+  /**
+   * How many batches written ahead of the walk (the online members) may run at once: 1 for
+   * a store that runs one transaction at a time anyway, more where the database writes
+   * several transactions in parallel.
+   */
+  readonly aheadWriters: number;
   /** Adds, then removes, members in one transaction; returns the group's size afterwards. */
   editMembers(
     appId: string,

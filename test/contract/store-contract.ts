@@ -995,6 +995,32 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
         expect(status?.to).toEqual({ groups: ['g'] });
       }));
 
+    it('group pushes: batches written ahead of the walk at once (aheadWriters) each commit whole', () =>
+      withStore(async (store, app) => {
+        const g = store.groups;
+        expect(g.aheadWriters).toBeGreaterThanOrEqual(1);
+        const started = await g.startGroupPush(item(app, { id: 'par', to: { groups: ['g'] } }), ['g'], 'n1');
+        if (started.kind !== 'started') throw new Error(started.kind);
+        const job = started.job;
+        const users = Array.from({ length: 2_000 }, (_, i) => `m${String(i).padStart(4, '0')}`);
+        const parts = Array.from({ length: 8 }, (_, k) => users.slice(k * 250, (k + 1) * 250));
+        // As many at once as the store allows and more: a store that runs one transaction at
+        // a time queues them; one that runs them in parallel must neither deadlock nor lose a count.
+        const routed = await Promise.all(parts.map((part) => g.writeGroupBatch(job, part, null, null)));
+        expect(routed.flat().map((r) => [r.user, r.seq])).toEqual(users.map((u) => [u, 1]));
+        expect(job).toMatchObject({ afterUser: null, written: 2_000 });
+        const open = (await g.openGroupPushes()).find((j) => j.messagePk === job.messagePk)!;
+        expect(open).toMatchObject({ afterUser: null, written: 2_000 });
+        expect((await g.writtenAhead(open)).sort()).toEqual(users);
+        // An adopted job refuses the old writer's parallel batches, all of them, and none is written.
+        expect(await g.claimGroupPush(job.messagePk, 'n1', 'n2')).toBe(true);
+        const late = await Promise.allSettled(
+          [['x1'], ['x2'], ['x3']].map((part) => g.writeGroupBatch(job, part, null, null)),
+        );
+        expect(late.map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected']);
+        for (const u of ['x1', 'x2', 'x3']) expect(await store.lastSeq(app, u)).toBe(0);
+      }));
+
     it('online members of groups: connections online on live nodes, each member once', () =>
       withStore(async (store, app) => {
         await store.groups.editMembers(app, 'g1', ['on1', 'on2', 'off', 'stale'], []);

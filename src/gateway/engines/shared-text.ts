@@ -1,8 +1,10 @@
 /**
- * A fan-out text frame shared by every socket it goes to: the text is encoded to UTF-8
- * once, and framed once (header + payload) for engines that write whole frames themselves,
- * instead of each connection converting the string and framing it again. Server frames are
- * unmasked, so the same bytes serve every socket.
+ * A text frame built whole — header and payload in one buffer — so a socket takes it in one
+ * write. A fan-out frame is shared by every socket it goes to: encoded to UTF-8 and framed
+ * once, instead of each connection converting the string and framing it again. A frame for
+ * one socket (a user message with its own seq) is built the same way: one buffer and one
+ * write, where ws's `send` corks a header and a payload into a two-part writev. Server frames
+ * are unmasked, so the same bytes serve every socket.
  */
 export class SharedText {
   private bytes: Buffer | null = null;
@@ -16,10 +18,18 @@ export class SharedText {
     return this.bytes;
   }
 
-  /** The complete frame, built on first use. */
+  /** The complete frame, built on first use (straight from the text unless the payload was encoded). */
   frame(): Buffer {
-    this.framed ??= textFrame(this.payload());
-    return this.framed;
+    if (this.framed !== null) return this.framed;
+    if (this.bytes !== null) {
+      this.framed = textFrame(this.bytes);
+      return this.framed;
+    }
+    const length = Buffer.byteLength(this.text, 'utf8');
+    const frame = Buffer.allocUnsafe(frameHeaderBytes(length) + length);
+    frame.write(this.text, writeFrameHeader(frame, FIN_TEXT, length), 'utf8');
+    this.framed = frame;
+    return frame;
   }
 }
 

@@ -55,32 +55,13 @@ export function batchPersistOps(tx: BatchTx, appIds: readonly string[]): Persist
       return found;
     },
     async incrementCounters(table, rows) {
-      const nameCol = table === 'user_state' ? 'user_id' : 'topic';
-      const counterCol = table === 'user_state' ? 'last_seq' : 'last_offset';
-      // Key order: two batches never lock counter rows crosswise.
-      const sorted = [...rows].sort((a, b) => cmp(a.appId, b.appId) || cmp(a.name, b.name));
       const ends = new Map<string, number>();
-      for (const chunk of chunks(sorted, INSERT_ROWS)) {
-        const statements: Statement[] = [
-          {
-            // The insert takes the rows' locks: the read after it, in this transaction, sees
-            // the values this batch made, and another batch waits until the COMMIT.
-            sql: `insert into ${table} (app_id, ${nameCol}, ${counterCol}) values ?
-              on duplicate key update ${counterCol} = ${counterCol} + values(${counterCol})`,
-            params: [chunk.map((r: CounterNeed) => [r.appId, r.name, r.n])],
-          },
-          {
-            sql: `select app_id, ${nameCol} as name, ${counterCol} as end from ${table}
-              where (app_id, ${nameCol}) in (?)`,
-            params: [chunk.map((r) => [r.appId, r.name])],
-          },
-        ];
-        if (delays === null) statements.push(webhooks());
-        const [, read, hooks] = await tx.run(...statements);
-        for (const r of read as { app_id: string; name: string; end: number }[]) {
-          ends.set(counterKey(r.app_id, r.name), Number(r.end));
-        }
-        if (hooks) keepDelays(hooks);
+      for (const trip of chunks(sortedCounters(rows), COUNTER_ROWS_PER_TRIP)) {
+        const counters = counterStatements(table, trip);
+        const withHooks = delays === null;
+        const results = await tx.run(...counters.statements, ...(withHooks ? [webhooks()] : []));
+        counters.read(results, ends);
+        if (withHooks) keepDelays(results[results.length - 1]);
       }
       return ends;
     },
@@ -112,13 +93,7 @@ export function batchPersistOps(tx: BatchTx, appIds: readonly string[]): Persist
       return pks;
     },
     insertDeliveries(rows) {
-      for (const chunk of chunks(rows, INSERT_ROWS)) {
-        tx.defer({
-          sql: `insert into deliveries (app_id, user_id, seq, message_pk, devices, status, retries, sent_at,
-            acked_at, next_retry_at, expires_at, live_only) values ?`,
-          params: [chunk.map(deliveryValues)],
-        });
-      }
+      tx.defer(...deliveryStatements(rows));
     },
     async webhookDelays(apps) {
       if (delays === null) keepDelays((await tx.run(webhooks()))[0]);
@@ -134,6 +109,65 @@ export function batchPersistOps(tx: BatchTx, appIds: readonly string[]): Persist
       }
     },
   };
+}
+
+/**
+ * Counter rows raised per round trip at most: a group batch of 2,000 members is one round
+ * trip (four INSERT … ON DUPLICATE KEY UPDATE + SELECT pairs) instead of four.
+ */
+const COUNTER_ROWS_PER_TRIP = 5_000;
+
+/** Key order: two batches never lock counter rows crosswise. */
+export function sortedCounters(rows: readonly CounterNeed[]): CounterNeed[] {
+  return [...rows].sort((a, b) => cmp(a.appId, b.appId) || cmp(a.name, b.name));
+}
+
+/**
+ * Raises counters (rows already in key order) and reads their new values, as statements for
+ * one round trip: per chunk an INSERT … ON DUPLICATE KEY UPDATE, which takes the rows' locks
+ * (the read after it, in this transaction, sees the values this batch made, and another batch
+ * waits until the COMMIT), and the SELECT of the ends. `read` takes the statements' results.
+ */
+export function counterStatements(
+  table: 'user_state' | 'topic_state',
+  sorted: readonly CounterNeed[],
+): { statements: Statement[]; read(results: readonly StatementResult[], ends: Map<string, number>): void } {
+  const nameCol = table === 'user_state' ? 'user_id' : 'topic';
+  const counterCol = table === 'user_state' ? 'last_seq' : 'last_offset';
+  const statements: Statement[] = [];
+  for (const chunk of chunks(sorted, INSERT_ROWS)) {
+    statements.push(
+      {
+        sql: `insert into ${table} (app_id, ${nameCol}, ${counterCol}) values ?
+          on duplicate key update ${counterCol} = ${counterCol} + values(${counterCol})`,
+        params: [chunk.map((r) => [r.appId, r.name, r.n])],
+      },
+      {
+        sql: `select app_id, ${nameCol} as name, ${counterCol} as end from ${table}
+          where (app_id, ${nameCol}) in (?)`,
+        params: [chunk.map((r) => [r.appId, r.name])],
+      },
+    );
+  }
+  return {
+    statements,
+    read(results, ends) {
+      for (let i = 1; i < statements.length; i += 2) {
+        for (const r of results[i] as { app_id: string; name: string; end: number }[]) {
+          ends.set(counterKey(r.app_id, r.name), Number(r.end));
+        }
+      }
+    },
+  };
+}
+
+/** Multi-row INSERTs of delivery rows. */
+export function deliveryStatements(rows: readonly Insertable<DeliveriesTable>[]): Statement[] {
+  return [...chunks(rows, INSERT_ROWS)].map((chunk) => ({
+    sql: `insert into deliveries (app_id, user_id, seq, message_pk, devices, status, retries, sent_at,
+      acked_at, next_retry_at, expires_at, live_only) values ?`,
+    params: [chunk.map(deliveryValues)],
+  }));
 }
 
 function deliveryValues(d: Insertable<DeliveriesTable>): SqlValue[] {

@@ -4,8 +4,10 @@ import type { StoreConfig } from '../../config.js';
 import { PushError } from '../../domain/errors.js';
 import { STATUS_CODE } from '../../domain/message.js';
 import { mysqlTlsOptions } from '../../util/mysql-tls.js';
+import type { GroupStore } from '../group-store.js';
 import { counterKey, type ExistingMessage, type PersistOps, persistBatch } from '../sql/persist-plan.js';
 import type { Database, MessagesTable } from '../sql/schema.js';
+import type { RunTransaction } from '../sql/sql-group-store.js';
 import { chunks, type MessageRow, SqlStore, toStoredMessage } from '../sql/sql-store.js';
 import type {
   BacklogQuery,
@@ -18,6 +20,7 @@ import type {
 } from '../store.js';
 import { execute, inBatchTx, retrying } from './batch-tx.js';
 import { batchPersistOps, connectionStatements, deliveryUpdateStatements } from './mysql-batches.js';
+import { MysqlGroupStore } from './mysql-group-store.js';
 
 /** Pooled connections per process: group commit keeps writes few and large, so a small pool suffices. */
 const POOL_SIZE = 10;
@@ -109,6 +112,11 @@ export class MysqlStore extends SqlStore {
       connected_at: Number(r.connected_at),
       last_heartbeat: Number(r.last_heartbeat),
     }));
+  }
+
+  /** Group batches as multi-statement transactions (mysql-group-store.ts). */
+  protected override createGroupStore(transaction: RunTransaction): GroupStore {
+    return new MysqlGroupStore(this.db, transaction, this.pool);
   }
 
   protected override inTransaction<T>(fn: (trx: Transaction<Database>) => Promise<T>): Promise<T> {

@@ -1,4 +1,4 @@
-import { type Kysely, sql, type Transaction } from 'kysely';
+import { type Insertable, type Kysely, sql, type Transaction } from 'kysely';
 import { type Recipient, STATUS_CODE } from '../../domain/message.js';
 import {
   type GroupPushJob,
@@ -11,7 +11,7 @@ import {
 import type { PersistItem } from '../store.js';
 import type { SqlDialect } from './migrations/index.js';
 import { counterKey, newMessage, type PersistOps } from './persist-plan.js';
-import type { Database } from './schema.js';
+import type { Database, DeliveriesTable } from './schema.js';
 import { chunks, MESSAGE_COLUMNS, toStoredMessage } from './sql-store.js';
 
 type Tx = Transaction<Database>;
@@ -26,8 +26,10 @@ const DELETE_CHUNK = 5_000;
 
 /** GroupStore over Kysely, for both SQL drivers. */
 export class SqlGroupStore implements GroupStore {
+  readonly aheadWriters: number = 1;
+
   constructor(
-    private readonly db: Kysely<Database>,
+    protected readonly db: Kysely<Database>,
     private readonly dialect: SqlDialect,
     private readonly transaction: RunTransaction,
   ) {}
@@ -180,13 +182,13 @@ export class SqlGroupStore implements GroupStore {
     });
   }
 
-  writeGroupBatch(
+  async writeGroupBatch(
     job: GroupPushJob,
     users: readonly string[],
     onlineUsers: ReadonlySet<string> | null,
     advanceTo: string | null,
   ): Promise<Recipient[]> {
-    return this.transaction(async (trx, ops) => {
+    const delivered = await this.transaction(async (trx, ops) => {
       // The job row's update comes first: it is the job's lock, and it proves this writer
       // still owns the job at the cursor it read (a stale writer changes no row and rolls back).
       let move = trx
@@ -206,33 +208,13 @@ export class SqlGroupStore implements GroupStore {
         'user_state',
         users.map((name) => ({ appId, name, n: 1 })),
       );
-      const live = job.message.ttl === 0 ? (onlineUsers ?? new Set<string>()) : null;
-      const recipients: Recipient[] = users.map((user) => ({
-        user,
-        seq: ends.get(counterKey(appId, user))!,
-        devices: null,
-      }));
-      await ops.insertDeliveries(
-        recipients.map((r) => ({
-          app_id: appId,
-          user_id: r.user,
-          seq: r.seq,
-          message_pk: job.messagePk,
-          devices: null,
-          // ttl 0: members without a live connection are expired at once, as for user pushes.
-          status: live && !live.has(r.user) ? STATUS_CODE.expired : STATUS_CODE.pending,
-          retries: 0,
-          sent_at: null,
-          acked_at: null,
-          next_retry_at: null,
-          expires_at: live ? null : job.message.expiresAt,
-          live_only: live ? 1 : 0,
-        })),
-      );
-      if (advanceTo !== null) job.afterUser = advanceTo;
-      job.written += users.length;
-      return live ? recipients.filter((r) => live.has(r.user)) : recipients;
+      const batch = groupDeliveries(job, users, ends, onlineUsers);
+      await ops.insertDeliveries(batch.rows);
+      return batch.delivered;
     });
+    // Only once committed: a transaction the driver reruns must find the job where it was.
+    advanceJob(job, users.length, advanceTo);
+    return delivered;
   }
 
   async onlineMembers(appId: string, groups: readonly string[], freshSince: number): Promise<string[]> {
@@ -347,4 +329,45 @@ export class SqlGroupStore implements GroupStore {
       .execute();
     return rows.map((r) => ({ appId: r.app_id, topic: r.topic, mergeMs: Number(r.merge_ms) }));
   }
+}
+
+/**
+ * A group batch's delivery rows, with the seqs its counters ended at, and the recipients to
+ * route: ttl 0 members without a live connection are expired at once (and not routed), as
+ * for user pushes.
+ */
+export function groupDeliveries(
+  job: GroupPushJob,
+  users: readonly string[],
+  ends: ReadonlyMap<string, number>,
+  onlineUsers: ReadonlySet<string> | null,
+): { rows: Insertable<DeliveriesTable>[]; delivered: Recipient[] } {
+  const appId = job.message.appId;
+  const live = job.message.ttl === 0 ? (onlineUsers ?? new Set<string>()) : null;
+  const recipients: Recipient[] = users.map((user) => ({
+    user,
+    seq: ends.get(counterKey(appId, user))!,
+    devices: null,
+  }));
+  const rows = recipients.map((r) => ({
+    app_id: appId,
+    user_id: r.user,
+    seq: r.seq,
+    message_pk: job.messagePk,
+    devices: null,
+    status: live && !live.has(r.user) ? STATUS_CODE.expired : STATUS_CODE.pending,
+    retries: 0,
+    sent_at: null,
+    acked_at: null,
+    next_retry_at: null,
+    expires_at: live ? null : job.message.expiresAt,
+    live_only: live ? 1 : 0,
+  }));
+  return { rows, delivered: live ? recipients.filter((r) => live.has(r.user)) : recipients };
+}
+
+/** After a batch committed: the job's cursor (unless written ahead of the walk) and count. */
+export function advanceJob(job: GroupPushJob, written: number, advanceTo: string | null): void {
+  if (advanceTo !== null) job.afterUser = advanceTo;
+  job.written += written;
 }

@@ -56,7 +56,7 @@ import { HANDOFF_NAME } from './lifecycle-sql.js';
 import { migrationProvider, type SqlDialect } from './migrations/index.js';
 import { type PersistOps, persistBatch } from './persist-plan.js';
 import type { Database, DeliveriesTable, MessagesTable } from './schema.js';
-import { SqlGroupStore } from './sql-group-store.js';
+import { type RunTransaction, SqlGroupStore } from './sql-group-store.js';
 
 const {
   pending: PENDING,
@@ -112,10 +112,15 @@ export abstract class SqlStore implements Store {
 
   /** Groups and room settings (src/store/sql-group-store.ts), in this driver's transactions. */
   get groups(): GroupStore {
-    this.groupStore ??= new SqlGroupStore(this.db, this.dialect, (fn) =>
+    this.groupStore ??= this.createGroupStore((fn) =>
       this.inTransaction((trx) => fn(trx, this.persistOps(trx))),
     );
     return this.groupStore;
+  }
+
+  /** The driver's GroupStore: the shared one, or one with the driver's own hot writes. */
+  protected createGroupStore(transaction: RunTransaction): GroupStore {
+    return new SqlGroupStore(this.db, this.dialect, transaction);
   }
 
   /** The persist primitives (persist-plan.ts) of this driver, inside `trx`. */

@@ -1,4 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
+import type { SharedText } from '../../../src/gateway/engines/shared-text.js';
 import { Hub, SLOW_AFTER_MS } from '../../../src/gateway/hub.js';
 import { LIVE, Session, type Transport } from '../../../src/gateway/session.js';
 import { message, noEvents } from './fixtures.js';
@@ -151,5 +152,63 @@ describe('hub: a large fan-out is written over several turns', () => {
     expect(written).toEqual(['u0', 'u1', 'u2']);
     await new Promise((r) => setImmediate(r));
     expect(written).toEqual(['u0', 'u1', 'u2', 'u3', 'u4']);
+  });
+});
+
+describe('hub: v1 frames go to a WebSocket as one whole frame', () => {
+  /** What a WebSocket engine's `sendShared` puts on the wire: the frame's bytes, parsed back. */
+  const wire = (frames: Buffer[]) => (shared: SharedText) => {
+    frames.push(shared.frame());
+    return true;
+  };
+  const payloadOf = (frame: Buffer) => JSON.parse(frame.subarray(frame[1]! < 126 ? 2 : 4).toString('utf8'));
+
+  it('writes each user its own frame (its own seq, its queue coalesced) through the whole-frame write, not send', async () => {
+    const hub = new Hub('n1', { coalesceMs: 0, maxSendBufferBytes: 1 << 20 }, noEvents);
+    const frames: [Buffer[], Buffer[]] = [[], []];
+    const sends: unknown[] = [];
+    ['u1', 'u2'].forEach((user, i) => {
+      const s = new Session(
+        `c${i}`,
+        'a',
+        user,
+        'd',
+        'web',
+        stubTransport({ send: (d) => void sends.push(d), sendShared: wire(frames[i]!) }),
+        Date.now() + 60_000,
+        null,
+        0,
+        100,
+      );
+      hub.register(s);
+      s.state = LIVE;
+    });
+    hub.deliverToUsers(message('g1'), [
+      { user: 'u1', seq: 1, devices: null },
+      { user: 'u2', seq: 1, devices: null },
+    ]);
+    hub.deliverToUsers(message('g2'), [{ user: 'u1', seq: 2, devices: null }]);
+    await Promise.resolve();
+    expect(sends).toEqual([]);
+    // u1's two messages coalesced into one array frame; u2's one message alone.
+    expect(frames[0]).toHaveLength(1);
+    expect(payloadOf(frames[0]![0]!).map((m: { id: string; seq: number }) => [m.id, m.seq])).toEqual([
+      ['g1', 1],
+      ['g2', 2],
+    ]);
+    expect(frames[1]).toHaveLength(1);
+    expect(payloadOf(frames[1]![0]!)).toMatchObject({ op: 'message', id: 'g1', seq: 1 });
+  });
+
+  it('falls back to send when the transport cannot take a whole frame now', async () => {
+    const hub = new Hub('n1', { coalesceMs: 0, maxSendBufferBytes: 1 << 20 }, noEvents);
+    const sent: unknown[] = [];
+    liveSession(
+      hub,
+      stubTransport({ send: (d) => void sent.push(JSON.parse(String(d))), sendShared: () => false }),
+    );
+    hub.deliverToUsers(message('m1'), [{ user: 'u', seq: 1, devices: null }]);
+    await Promise.resolve();
+    expect(sent).toEqual([expect.objectContaining({ id: 'm1', seq: 1 })]);
   });
 });
