@@ -97,7 +97,11 @@ export class TcpTestClient {
   }
 
   /** Connects, says hello and waits for welcome. */
-  static async open(port: number, hello: HelloFields, o: { ca?: string } = {}): Promise<TcpTestClient> {
+  static async open(
+    port: number,
+    hello: HelloFields,
+    o: { ca?: string; answerPings?: boolean } = {},
+  ): Promise<TcpTestClient> {
     const c = await TcpTestClient.connect(port, hello, o);
     const first = await c.next(() => true);
     if (first.op !== 'welcome') throw new Error(`expected welcome, got ${JSON.stringify(first)}`);

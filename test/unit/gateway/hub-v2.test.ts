@@ -114,6 +114,18 @@ describe('hub with protocol v2 sessions', () => {
     }
   });
 
+  it('control frames are compressed only from 4 KiB (a welcome never is); message bodies from compress_min', () => {
+    const writer = new frame.FrameWriter(frame.COMPRESSION_GZIP, 256, false);
+    const flagsOf = (kind: number, bytes: number) =>
+      writer.frames(kind, Buffer.from(JSON.stringify({ pad: 'p'.repeat(bytes) })))[0]![6]! & 0x03;
+    expect(flagsOf(frame.KIND.welcome, 300)).toBe(frame.COMPRESSION_NONE);
+    expect(flagsOf(frame.KIND.error, frame.CONTROL_COMPRESS_MIN - 100)).toBe(frame.COMPRESSION_NONE);
+    expect(flagsOf(frame.KIND.subscribed, frame.CONTROL_COMPRESS_MIN)).toBe(frame.COMPRESSION_GZIP);
+    expect(flagsOf(frame.KIND.message, 300)).toBe(frame.COMPRESSION_GZIP);
+    expect(flagsOf(frame.KIND.batch, 300)).toBe(frame.COMPRESSION_GZIP);
+    expect(flagsOf(frame.KIND.message, 100)).toBe(frame.COMPRESSION_NONE);
+  });
+
   it('the compressed-body cache returns the body it compressed first for the same record', () => {
     const cache = new frame.CompressedCache();
     const body = Buffer.from('x'.repeat(1000));
