@@ -30,11 +30,11 @@ export interface Transport {
    */
   sendShared?(frame: SharedText): boolean;
   /**
-   * One binary frame made of a small per-connection head and bytes shared with other sockets
-   * (`body`, then `tail` if any): v2 fan-out, where only the 16-byte header differs per
-   * connection. Engines write the parts without building a per-connection copy where they can.
+   * One binary frame made of a small per-connection head and a body shared with other
+   * sockets: v2 fan-out, where only the 16-byte header differs per connection. Engines write
+   * the two without building a per-connection copy where they can.
    */
-  sendParts?(head: Buffer, body: Buffer, tail: Buffer | null, cb?: (err?: Error) => void): void;
+  sendParts?(head: Buffer, body: Buffer, cb?: (err?: Error) => void): void;
   /** Bytes written but not yet taken by the OS: the backpressure signal the slow-consumer cut reads. */
   readonly bufferedAmount: number;
   ping(): void;

@@ -172,8 +172,8 @@ class UwsConnection implements Transport {
   }
 
   /** uWS frames whole messages only: the parts are joined (compression and CRC stay shared). */
-  sendParts(head: Buffer, body: Buffer, tail: Buffer | null, cb?: (err?: Error) => void): void {
-    this.send(tail === null ? Buffer.concat([head, body]) : Buffer.concat([head, body, tail]), cb);
+  sendParts(head: Buffer, body: Buffer, cb?: (err?: Error) => void): void {
+    this.send(Buffer.concat([head, body]), cb);
   }
 
   sendShared(shared: SharedText): boolean {

@@ -53,11 +53,11 @@ class WsConnection extends WebSocket {
    * copied into one buffer (one write, as ws would), large ones written corked without a copy.
    * While ws's sender is busy the parts go through ws in order behind what it queued.
    */
-  sendParts(head: Buffer, body: Buffer, tail: Buffer | null, cb?: (err?: Error) => void): void {
-    const length = head.length + body.length + (tail === null ? 0 : tail.length);
+  sendParts(head: Buffer, body: Buffer, cb?: (err?: Error) => void): void {
+    const length = head.length + body.length;
     const socket = this.idleSocket();
     if (socket === null) {
-      this.send(tail === null ? Buffer.concat([head, body]) : Buffer.concat([head, body, tail]), cb);
+      this.send(Buffer.concat([head, body]), cb);
       return;
     }
     const headerBytes = frameHeaderBytes(length);
@@ -66,8 +66,7 @@ class WsConnection extends WebSocket {
       const out = Buffer.allocUnsafe(headerBytes + length);
       let at = writeFrameHeader(out, FIN_BINARY, length);
       at += head.copy(out, at);
-      at += body.copy(out, at);
-      if (tail !== null) tail.copy(out, at);
+      body.copy(out, at);
       socket.write(out, done);
       return;
     }
@@ -75,8 +74,7 @@ class WsConnection extends WebSocket {
     head.copy(prefix, writeFrameHeader(prefix, FIN_BINARY, length));
     socket.cork();
     socket.write(prefix);
-    socket.write(body, tail === null ? done : undefined);
-    if (tail !== null) socket.write(tail, done);
+    socket.write(body, done);
     socket.uncork();
   }
 

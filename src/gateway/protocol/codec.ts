@@ -188,7 +188,7 @@ export class BinaryCodec implements SessionCodec {
     if (records.length === 1 && t.sendParts) {
       const shared = this.writer.shared(records[0]!, this.cache);
       if (shared !== null) {
-        t.sendParts(this.writer.head(KIND.message, shared), shared.payload, shared.crc, cb);
+        t.sendParts(this.writer.head(KIND.message, shared), shared.bytes, cb);
         return;
       }
     }

@@ -164,17 +164,16 @@ export class FrameWriter {
     // Nothing to compute once: no lookup (a direct message's record is written once anyway).
     const shared =
       how === COMPRESSION_NONE && !this.withCrc
-        ? { flags: COMPRESSION_NONE, payload: body, crc: null }
+        ? { flags: COMPRESSION_NONE, bytes: body }
         : cache.shared(body, how, this.withCrc);
-    return shared.payload.length + (shared.crc === null ? 0 : 4) <= MAX_FRAGMENT ? shared : null;
+    return shared.bytes.length <= MAX_FRAGMENT ? shared : null;
   }
 
   /** Numbers the next message and writes the header that goes in front of `shared`. */
   head(kind: number, shared: SharedPayload): Buffer {
     this.seq = (this.seq + 1) >>> 0;
     const out = Buffer.allocUnsafe(HEADER_BYTES);
-    const length = shared.payload.length + (shared.crc === null ? 0 : 4);
-    writeHeader(out, kind, shared.flags, length, this.seq);
+    writeHeader(out, kind, shared.flags, shared.bytes.length, this.seq);
     return out;
   }
 
@@ -228,12 +227,10 @@ export function writeHeader(out: Buffer, kind: number, flags: number, length: nu
   out.writeUInt32BE(seq, 12);
 }
 
-/** What follows a single frame's header: flags (compression, CRC), payload and CRC trailer. */
+/** What follows a single frame's header: its flags (compression, CRC) and bytes (payload, then the CRC-32 if any). */
 export interface SharedPayload {
   readonly flags: number;
-  readonly payload: Buffer;
-  /** The 4-byte CRC-32 of `payload`, or null without one. */
-  readonly crc: Buffer | null;
+  readonly bytes: Buffer;
 }
 
 interface CacheEntry {
@@ -273,22 +270,23 @@ export class CompressedCache {
     const key = how * 2 + (withCrc ? 1 : 0);
     const cached = entry.shared[key];
     if (cached !== undefined) return cached;
-    let payload = body;
+    let bytes = body;
     let flags: number = COMPRESSION_NONE;
     if (how !== COMPRESSION_NONE) {
       const packed = this.get(body, how);
       if (packed.length < body.length) {
-        payload = packed;
+        bytes = packed;
         flags = how;
       }
     }
-    let crc: Buffer | null = null;
     if (withCrc) {
-      crc = Buffer.allocUnsafe(4);
-      crc.writeUInt32BE(crc32(payload), 0);
+      const payload = bytes;
+      bytes = Buffer.allocUnsafe(payload.length + 4);
+      payload.copy(bytes);
+      bytes.writeUInt32BE(crc32(payload), payload.length);
       flags |= FLAG_CRC;
     }
-    const shared: SharedPayload = { flags, payload, crc };
+    const shared: SharedPayload = { flags, bytes };
     entry.shared[key] = shared;
     return shared;
   }

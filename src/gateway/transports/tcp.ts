@@ -42,7 +42,7 @@ class TcpConnection implements Transport {
   }
 
   /** A v2 frame's per-connection header and shared bytes, written corked (one segment, no copy). */
-  sendParts(head: Buffer, body: Buffer, tail: Buffer | null, cb?: (err?: Error) => void): void {
+  sendParts(head: Buffer, body: Buffer, cb?: (err?: Error) => void): void {
     if (this.socket.destroyed || !this.socket.writable) {
       cb?.(new Error('socket closed'));
       return;
@@ -50,8 +50,7 @@ class TcpConnection implements Transport {
     const done = cb && ((err?: Error | null) => cb(err ?? undefined));
     this.socket.cork();
     this.socket.write(head);
-    this.socket.write(body, tail === null ? done : undefined);
-    if (tail !== null) this.socket.write(tail, done);
+    this.socket.write(body, done);
     this.socket.uncork();
   }
 
