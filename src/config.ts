@@ -833,7 +833,13 @@ function deepFreeze<T>(value: T): T {
  * default: two deployments on one Redis or NATS, each with its own database, stay apart.
  */
 function defaultBusNamespace(dbUrl: string): string {
-  if (!dbUrl.startsWith('mysql://')) return 'default';
-  const database = decodeURIComponent(new URL(dbUrl).pathname.slice(1));
+  if (dbUrl.startsWith('sqlite:')) return 'default';
+  let database: string;
+  try {
+    database = decodeURIComponent(new URL(dbUrl).pathname.slice(1));
+  } catch {
+    // Not echoed: the URL may carry a password.
+    throw new PushError('config_invalid', 'PUSH_DB_URL: not a valid mysql:// or mariadb:// URL');
+  }
   return database.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 64) || 'default';
 }

@@ -44,6 +44,8 @@ describe('config', () => {
     [{ PUSH_PORT: 'eighty' }, 'PUSH_PORT'],
     [{ PUSH_PORT: '70000' }, 'PUSH_PORT'],
     [{ PUSH_DB_URL: 'postgres://x' }, 'PUSH_DB_URL'],
+    [{ PUSH_DB_URL: 'mysql://[bad/x' }, 'PUSH_DB_URL'],
+    [{ PUSH_DB_URL: 'mysql://h/%zz' }, 'PUSH_DB_URL'],
     [{ PUSH_HEARTBEAT_MS: 'soon' }, 'PUSH_HEARTBEAT_MS'],
     [{ PUSH_APPS: 'no-secret' }, 'PUSH_APPS'],
     [{ PUSH_APPS: `good:${'x'.repeat(24)},weak:secret1` }, 'app "weak"'],
@@ -104,6 +106,9 @@ describe('config: bus namespace', () => {
   it('defaults to the database name, so clusters with their own databases stay apart on one broker', () => {
     expect(loadConfig({ env: {} }).busNamespace).toBe('default');
     expect(loadConfig({ env: { PUSH_DB_URL: mysql('push_eu') } }).busNamespace).toBe('push_eu');
+    expect(loadConfig({ env: { PUSH_DB_URL: 'mariadb://root@127.0.0.1/push_us' } }).busNamespace).toBe(
+      'push_us',
+    );
     expect(loadConfig({ env: { PUSH_DB_URL: mysql('odd%24name.x') } }).busNamespace).toBe('odd_name_x');
   });
   it('takes PUSH_BUS_NAMESPACE and refuses one a channel or subject cannot carry', () => {
